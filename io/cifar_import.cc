@@ -33,7 +33,8 @@ ImportResult import_cifar(const std::vector<std::string>& batch_files, CifarLabe
   std::vector<int32_t> labels;
   for (const auto& path : batch_files) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw DataError("'" + path + "': no such file");
+    if (!std::filesystem::is_regular_file(path, ec))
+      throw DataError("'" + path + "': no such file");
     auto size = static_cast<int64_t>(std::filesystem::file_size(path));
     int64_t record_labels = size > 0 && size % (kPixels + 1) == 0   ? 1
                             : size > 0 && size % (kPixels + 2) == 0 ? 2
@@ -84,8 +85,9 @@ ImportResult import_cifar(const std::vector<std::string>& batch_files, CifarLabe
                       " class names for " + std::to_string(num_classes) + " classes");
     }
   }
-  std::string source = std::string(label_bytes == 1 ? "import-cifar CIFAR-10" : "import-cifar CIFAR-100") +
-                       " (" + std::to_string(batch_files.size()) + " batch files)";
+  std::string source =
+      std::string(label_bytes == 1 ? "import-cifar CIFAR-10" : "import-cifar CIFAR-100") + " (" +
+      std::to_string(batch_files.size()) + " batch files)";
   return write_in_memory(images, labels, kSide, kSide, 3, num_classes, names, source, options);
 }
 

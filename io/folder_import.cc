@@ -198,8 +198,9 @@ class DecodePipeline {
 
 ImportResult import_folder(const std::string& root, const FolderImportOptions& folder,
                            const ImportOptions& options) {
-  if (folder.size <= 0)
+  if (folder.size <= 0) {
     throw DataError("image size must be positive, got " + std::to_string(folder.size));
+  }
   ImageList list = scan_tree(root);
   const auto n = static_cast<int64_t>(list.paths.size());
   const auto num_classes = static_cast<int64_t>(list.class_names.size());

@@ -98,14 +98,30 @@ void check_status(int64_t status, const char* call, const char* where, const std
 void Handle::reset() {
   if (id_ < 0) return;
   switch (H5Iget_type(id_)) {
-    case H5I_FILE: H5Fclose(id_); break;
-    case H5I_GROUP: H5Gclose(id_); break;
-    case H5I_DATASET: H5Dclose(id_); break;
-    case H5I_DATASPACE: H5Sclose(id_); break;
-    case H5I_DATATYPE: H5Tclose(id_); break;
-    case H5I_ATTR: H5Aclose(id_); break;
-    case H5I_GENPROP_LST: H5Pclose(id_); break;
-    default: H5Idec_ref(id_); break;
+    case H5I_FILE:
+      H5Fclose(id_);
+      break;
+    case H5I_GROUP:
+      H5Gclose(id_);
+      break;
+    case H5I_DATASET:
+      H5Dclose(id_);
+      break;
+    case H5I_DATASPACE:
+      H5Sclose(id_);
+      break;
+    case H5I_DATATYPE:
+      H5Tclose(id_);
+      break;
+    case H5I_ATTR:
+      H5Aclose(id_);
+      break;
+    case H5I_GENPROP_LST:
+      H5Pclose(id_);
+      break;
+    default:
+      H5Idec_ref(id_);
+      break;
   }
   id_ = H5I_INVALID_HID;
 }
@@ -140,7 +156,7 @@ bool has_link(hid_t loc, const std::string& name) {
   return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
 }
 
-Handle open_dataset(hid_t file, const std::string& name, const std::string& path) {
+Handle open_dataset(hid_t file, const std::string& name, const std::string& path, hid_t access) {
   if (!has_link(file, name)) throw DataError("'" + path + "': no dataset '" + name + "'");
   H5O_info_t info;
   ALEXNET_H5_CHECK(H5Oget_info_by_name(file, name.c_str(), &info, H5P_DEFAULT),
@@ -148,7 +164,7 @@ Handle open_dataset(hid_t file, const std::string& name, const std::string& path
   if (info.type != H5O_TYPE_DATASET) {
     throw DataError("'" + path + "': '" + name + "' is not a dataset");
   }
-  return Handle(ALEXNET_H5_CHECK(H5Dopen2(file, name.c_str(), H5P_DEFAULT),
+  return Handle(ALEXNET_H5_CHECK(H5Dopen2(file, name.c_str(), access),
                                  "opening '" + name + "' in '" + path + "'"));
 }
 
@@ -185,10 +201,18 @@ std::vector<std::string> filter_names(hid_t dataset, const std::string& what) {
       case H5Z_FILTER_DEFLATE:
         names.push_back("gzip(" + std::to_string(nvalues > 0 ? values[0] : 0) + ")");
         break;
-      case H5Z_FILTER_SHUFFLE: names.emplace_back("shuffle"); break;
-      case H5Z_FILTER_FLETCHER32: names.emplace_back("fletcher32"); break;
-      case H5Z_FILTER_SZIP: names.emplace_back("szip"); break;
-      default: names.push_back(std::string(name) + "(" + std::to_string(id) + ")"); break;
+      case H5Z_FILTER_SHUFFLE:
+        names.emplace_back("shuffle");
+        break;
+      case H5Z_FILTER_FLETCHER32:
+        names.emplace_back("fletcher32");
+        break;
+      case H5Z_FILTER_SZIP:
+        names.emplace_back("szip");
+        break;
+      default:
+        names.push_back(std::string(name) + "(" + std::to_string(id) + ")");
+        break;
     }
   }
   return names;
@@ -200,19 +224,24 @@ std::string type_name(hid_t type) {
       bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
       return std::string(is_signed ? "int" : "uint") + std::to_string(8 * H5Tget_size(type));
     }
-    case H5T_FLOAT: return "float" + std::to_string(8 * H5Tget_size(type));
-    case H5T_STRING: return "string";
-    case H5T_COMPOUND: return "compound";
-    case H5T_ENUM: return "enum";
-    case H5T_ARRAY: return "array";
-    case H5T_OPAQUE: return "opaque";
-    default: return "unknown type";
+    case H5T_FLOAT:
+      return "float" + std::to_string(8 * H5Tget_size(type));
+    case H5T_STRING:
+      return "string";
+    case H5T_COMPOUND:
+      return "compound";
+    case H5T_ENUM:
+      return "enum";
+    case H5T_ARRAY:
+      return "array";
+    case H5T_OPAQUE:
+      return "opaque";
+    default:
+      return "unknown type";
   }
 }
 
-bool has_attribute(hid_t obj, const std::string& name) {
-  return H5Aexists(obj, name.c_str()) > 0;
-}
+bool has_attribute(hid_t obj, const std::string& name) { return H5Aexists(obj, name.c_str()) > 0; }
 
 int64_t read_int_attribute(hid_t obj, const std::string& name, const std::string& what) {
   std::string context = "reading attribute '" + name + "' of " + what;
@@ -241,7 +270,8 @@ std::vector<double> read_float_array_attribute(hid_t obj, const std::string& nam
                     type_name(type.get()));
   }
   std::vector<double> values(element_count(space.get(), context));
-  if (!values.empty()) ALEXNET_H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()), context);
+  if (!values.empty())
+    ALEXNET_H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()), context);
   return values;
 }
 

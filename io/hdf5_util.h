@@ -57,7 +57,8 @@ class Handle {
 Handle open_file_readonly(const std::string& path);  // DataError if missing or not HDF5
 Handle create_file(const std::string& path);          // truncates
 bool has_link(hid_t loc, const std::string& name);
-Handle open_dataset(hid_t file, const std::string& name, const std::string& path);
+Handle open_dataset(hid_t file, const std::string& name, const std::string& path,
+                    hid_t access = H5P_DEFAULT);
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& what);
 // Rows per chunk along axis 0, or 0 for a contiguous or compact dataset.
 hsize_t chunk_rows(hid_t dataset, const std::string& what);

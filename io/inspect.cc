@@ -26,8 +26,8 @@ std::string vector_text(const std::vector<double>& v) {
 void inspect_dataset(const std::vector<std::string>& paths_or_globs, std::ostream& out) {
   Dataset ds = Dataset::open(paths_or_globs);
   const DatasetMeta& m = ds.meta();
-  const std::string image_dims = std::to_string(m.height) + ", " + std::to_string(m.width) +
-                                 ", " + std::to_string(m.channels);
+  const std::string image_dims =
+      std::to_string(m.height) + ", " + std::to_string(m.width) + ", " + std::to_string(m.channels);
   for (const auto& s : ds.shards()) {
     std::string filters;
     for (const auto& f : s.filters) filters += (filters.empty() ? "" : "+") + f;
@@ -47,7 +47,8 @@ void inspect_dataset(const std::vector<std::string>& paths_or_globs, std::ostrea
   out << "class histogram:\n";
   auto hist = ds.class_histogram();
   for (size_t c = 0; c < hist.size(); ++c) {
-    double pct = ds.size() > 0 ? 100.0 * static_cast<double>(hist[c]) / static_cast<double>(ds.size()) : 0.0;
+    double pct =
+        ds.size() > 0 ? 100.0 * static_cast<double>(hist[c]) / static_cast<double>(ds.size()) : 0.0;
     out << "  " << c << "  " << (c < m.class_names.size() ? m.class_names[c] : std::string("-"))
         << "  " << hist[c] << "  " << format("%.2f%%", pct) << "\n";
   }

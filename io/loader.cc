@@ -32,9 +32,9 @@ Loader::Loader(const Dataset& dataset, LoaderConfig config)
                          ? samples_per_rank_ / config_.batch_size
                          : (samples_per_rank_ + config_.batch_size - 1) / config_.batch_size;
   if (steps_per_epoch_ == 0) {
-    throw DataError("rank " + std::to_string(config_.rank) + " has " +
-                    std::to_string(samples_per_rank_) + " samples per epoch, fewer than one batch of " +
-                    std::to_string(config_.batch_size));
+    throw DataError(
+        "rank " + std::to_string(config_.rank) + " has " + std::to_string(samples_per_rank_) +
+        " samples per epoch, fewer than one batch of " + std::to_string(config_.batch_size));
   }
   if (config_.start_step >= steps_per_epoch_) {
     throw DataError("start step " + std::to_string(config_.start_step) + " is past the " +
@@ -45,13 +45,14 @@ Loader::Loader(const Dataset& dataset, LoaderConfig config)
   // All memory up front: one window buffer and `prefetch` batch slots, touched now so that no
   // page fault lands in the training loop.
   const auto batch = static_cast<size_t>(config_.batch_size);
-  window_.assign(static_cast<size_t>(max_window_samples(blocks_, config_.sampler)) *
-                     dataset_.sample_bytes(),
-                 0);
+  window_.assign(
+      static_cast<size_t>(max_window_samples(blocks_, config_.sampler)) * dataset_.sample_bytes(),
+      0);
   slots_.resize(static_cast<size_t>(config_.prefetch));
   for (Slot& s : slots_) {
     s.raw.assign(batch * dataset_.sample_bytes(), 0);
-    s.images.assign(batch * static_cast<size_t>(sample_elements_), 0.0f);
+    if (config_.augment_on_host)
+      s.images.assign(batch * static_cast<size_t>(sample_elements_), 0.0f);
     s.labels.assign(batch, 0);
     s.indices.assign(batch, 0);
   }
@@ -103,8 +104,8 @@ void Loader::io_main() {
     int64_t sequence = 0;
     for (int64_t e = config_.start_epoch;
          config_.epochs <= 0 || e < config_.start_epoch + config_.epochs; ++e) {
-      EpochPlan plan = plan_epoch(blocks_, dataset_.size(), config_.sampler, e, config_.rank,
-                                  config_.world);
+      EpochPlan plan =
+          plan_epoch(blocks_, dataset_.size(), config_.sampler, e, config_.rank, config_.world);
       const int64_t first_step = e == config_.start_epoch ? config_.start_step : 0;
       const int64_t begin = first_step * batch;
       const int64_t end = std::min<int64_t>(steps_per_epoch_ * batch, samples_per_rank_);
@@ -114,8 +115,9 @@ void Loader::io_main() {
         if (w.first_position >= end) break;
         for (size_t r = w.first_read; r < w.end_read; ++r) {
           const auto& read = plan.reads[r];
-          dataset_.read_images(read.shard, read.row, read.count,
-                               window_.data() + static_cast<size_t>(read.window_offset) * sample_bytes);
+          dataset_.read_images(
+              read.shard, read.row, read.count,
+              window_.data() + static_cast<size_t>(read.window_offset) * sample_bytes);
         }
         const int64_t lo = std::max(begin, w.first_position);
         const int64_t hi = std::min(end, w.first_position + w.samples);
@@ -128,12 +130,19 @@ void Loader::io_main() {
               if (stop_) return;
             }
             const int64_t step = k / batch;
-            slot->batch = Batch{e, step, steps_per_epoch_, std::min(batch, end - step * batch),
-                                slot->images.data(), slot->labels.data(), slot->indices.data()};
+            slot->batch = Batch{e,
+                                step,
+                                steps_per_epoch_,
+                                std::min(batch, end - step * batch),
+                                config_.augment_on_host ? slot->images.data() : nullptr,
+                                slot->raw.data(),
+                                slot->labels.data(),
+                                slot->indices.data()};
           }
           const int64_t index = plan.order[static_cast<size_t>(k)];
           std::memcpy(slot->raw.data() + static_cast<size_t>(in_batch) * sample_bytes,
-                      window_.data() + static_cast<size_t>(plan.slot[static_cast<size_t>(k)]) * sample_bytes,
+                      window_.data() +
+                          static_cast<size_t>(plan.slot[static_cast<size_t>(k)]) * sample_bytes,
                       sample_bytes);
           slot->labels[static_cast<size_t>(in_batch)] = labels[static_cast<size_t>(index)];
           slot->indices[static_cast<size_t>(in_batch)] = index;
@@ -175,7 +184,7 @@ void Loader::worker_main() {
         slot->state = SlotState::kAugmenting;
       }
       const Batch& b = slot->batch;
-      for (int64_t i = 0; i < b.size; ++i) {
+      for (int64_t i = 0; config_.augment_on_host && i < b.size; ++i) {
         const auto n = static_cast<size_t>(i);
         AugmentDraw draw = draw_augmentation(config_.augment, m.height, m.width, m.channels,
                                              config_.sampler.seed, b.epoch, slot->indices[n]);
@@ -209,7 +218,8 @@ const Batch* Loader::next() {
   if (!ready()) {
     auto start = std::chrono::steady_clock::now();
     slot_ready_.wait(lock, ready);
-    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    wait_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   if (error_) {
     try {

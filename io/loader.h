@@ -23,6 +23,7 @@ struct LoaderConfig {
   size_t block_bytes = size_t{4} << 20;  // HDF5 read size (rounded to whole chunks)
   bool drop_last = true;        // drop an epoch's last partial batch (training) or keep it
   AugmentConfig augment;
+  bool augment_on_host = true;  // false: deliver raw uint8 batches only (augment on the device)
   int rank = 0, world = 1;
   int workers = 1;              // augmentation threads
   int prefetch = 4;             // batches in flight between the I/O thread and the trainer
@@ -36,6 +37,7 @@ struct Batch {
   int64_t steps_in_epoch = 0;
   int64_t size = 0;              // samples in this batch (the last one may be short)
   const float* images = nullptr; // [size, C, h, w] (NCHW) or [size, h, w, C] (NHWC)
+  const uint8_t* raw = nullptr;  // [size, H, W, C]: the stored samples, before augmentation
   const int32_t* labels = nullptr;   // [size]
   const int64_t* indices = nullptr;  // [size] global sample indices
 };
@@ -61,7 +63,7 @@ class Loader {
   enum class SlotState { kFree, kFilling, kStaged, kAugmenting, kReady, kInUse };
   struct Slot {
     std::vector<uint8_t> raw;      // [batch, H, W, C]
-    std::vector<float> images;     // [batch, sample_elements]
+    std::vector<float> images;     // [batch, sample_elements]; empty without host augmentation
     std::vector<int32_t> labels;
     std::vector<int64_t> indices;
     Batch batch;

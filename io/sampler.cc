@@ -73,7 +73,8 @@ EpochPlan plan_epoch(const std::vector<Block>& blocks, int64_t total, const Samp
   // 3. Windows of window_blocks reads, shuffled inside.
   int64_t first_position = 0;
   for (size_t r = 0; r < plan.reads.size(); r += static_cast<size_t>(config.window_blocks)) {
-    EpochPlan::Window w{r, std::min(plan.reads.size(), r + static_cast<size_t>(config.window_blocks)),
+    EpochPlan::Window w{r,
+                        std::min(plan.reads.size(), r + static_cast<size_t>(config.window_blocks)),
                         first_position, 0};
     for (size_t i = w.first_read; i < w.end_read; ++i) {
       plan.reads[i].window_offset = w.samples;
@@ -94,7 +95,8 @@ EpochPlan plan_epoch(const std::vector<Block>& blocks, int64_t total, const Samp
       rng.shuffle(slot, static_cast<uint64_t>(w.samples));
       // order follows the slots: the window's samples sit in the buffer in read order.
       std::vector<int64_t> in_read_order(order, order + w.samples);
-      for (int64_t k = 0; k < w.samples; ++k) order[k] = in_read_order[static_cast<size_t>(slot[k])];
+      for (int64_t k = 0; k < w.samples; ++k)
+        order[k] = in_read_order[static_cast<size_t>(slot[k])];
     }
   }
   return plan;

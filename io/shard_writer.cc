@@ -207,7 +207,8 @@ std::vector<std::string> ShardWriter::finish() {
   for (const auto& temp : temp_paths_) {
     h5::Handle file(ALEXNET_H5_CHECK(H5Fopen(temp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
                                      "reopening '" + temp + "' to write attributes"));
-    h5::Handle root(ALEXNET_H5_CHECK(H5Gopen2(file.get(), "/", H5P_DEFAULT), "opening / of " + temp));
+    h5::Handle root(
+        ALEXNET_H5_CHECK(H5Gopen2(file.get(), "/", H5P_DEFAULT), "opening / of " + temp));
     h5::write_string_attribute(root.get(), format::kFormat, format::kFormatName);
     h5::write_int_attribute(root.get(), format::kNumClasses, config_.num_classes);
     if (!config_.class_names.empty()) {
@@ -222,8 +223,8 @@ std::vector<std::string> ShardWriter::finish() {
     std::error_code ec;
     std::filesystem::rename(temp_paths_[i], final_paths_[i], ec);
     if (ec) {
-      throw DataError("'" + final_paths_[i] + "': cannot rename from temporary file: " +
-                      ec.message());
+      throw DataError("'" + final_paths_[i] +
+                      "': cannot rename from temporary file: " + ec.message());
     }
   }
   finished_ = true;

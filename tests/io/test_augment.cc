@@ -61,7 +61,14 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(Shape{13, 11, 3, 9, 7, 0}, Shape{28, 28, 1, 28, 28, 2},
                                          Shape{17, 23, 4, 17, 5, 1}, Shape{32, 32, 3, 32, 32, 4}),
                        ::testing::Values(Layout::kNCHW, Layout::kNHWC),
-                       ::testing::Values(false, true)));
+                       ::testing::Values(false, true)),
+    [](const auto& p) {
+      const Shape& s = std::get<0>(p.param);
+      return std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) + "_crop" +
+             std::to_string(s.crop_h) + "x" + std::to_string(s.crop_w) + "_pad" +
+             std::to_string(s.pad) + (std::get<1>(p.param) == Layout::kNCHW ? "_nchw" : "_nhwc") +
+             (std::get<2>(p.param) ? "_train" : "_eval");
+    });
 
 TEST(Augment, CenterCropIsExactAndNormalized) {
   const int64_t h = 10, w = 12, c = 3;

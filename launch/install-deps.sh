@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs (with apt) everything the build, the main job and the tests need; does nothing when all
+# of it is already there. Run as root, or with sudo available.
+set -euo pipefail
+
+packages=(
+  cmake g++ make pkg-config
+  libopenmpi-dev openmpi-bin            # MPI
+  libhdf5-dev hdf5-tools                # HDF5 (C), h5dump for debugging
+  libboost-program-options-dev          # options and config files
+  libgtest-dev googletest               # tests
+  libdnnl-dev                           # oneDNN, the CPU backend
+  libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image import
+  dataset-fashion-mnist                 # the embedded demo dataset
+  python3-h5py python3-numpy            # h5py-compatibility tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
