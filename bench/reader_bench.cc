@@ -7,10 +7,10 @@
 #include <boost/program_options.hpp>
 
 #include <chrono>
-#include <cstring>
-#include <iostream>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,14 +98,14 @@ int main(int argc, char** argv) {
   int64_t side = 227, crop = 224, batch = 128;
   bool keep = false;
   po::options_description desc("bench-reader options");
-  desc.add_options()
-    ("dir", po::value(&dir)->default_value("build/bench-data"), "folder for the generated dataset")
-    ("gb", po::value(&gigabytes)->default_value(2.0), "dataset size in GB (1e9 bytes)")
-    ("side", po::value(&side)->default_value(227), "stored image side")
-    ("crop", po::value(&crop)->default_value(224), "augmentation crop")
-    ("batch", po::value(&batch)->default_value(128), "batch size")
-    ("keep", po::bool_switch(&keep), "keep the generated dataset for the next run")
-    ("help,h", "this help");
+  desc.add_options()("dir", po::value(&dir)->default_value("build/bench-data"),
+                     "folder for the generated dataset")(
+      "gb", po::value(&gigabytes)->default_value(2.0), "dataset size in GB (1e9 bytes)")(
+      "side", po::value(&side)->default_value(227), "stored image side")(
+      "crop", po::value(&crop)->default_value(224), "augmentation crop")(
+      "batch", po::value(&batch)->default_value(128), "batch size")(
+      "keep", po::bool_switch(&keep), "keep the generated dataset for the next run")("help,h",
+                                                                                     "this help");
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -137,13 +137,13 @@ int main(int argc, char** argv) {
     const double mb = 1e6;
     const double bytes = static_cast<double>(n * sample_bytes);
     const unsigned cores = std::thread::hardware_concurrency();
-    std::printf("reader benchmark: %lld samples of %lldx%lldx3 uint8, %.2f GB in %zu shard(s), "
-                "batch %lld, %u cores\n\n",
-                static_cast<long long>(n), static_cast<long long>(side),
-                static_cast<long long>(side), bytes / 1e9, files.size(),
-                static_cast<long long>(batch), cores);
-    std::printf("| %-52s | %-5s | %10s | %9s | %-9s |\n", "pipeline", "cache", "samples/s",
-                "MB/s", "vs plain");
+    std::printf(
+        "reader benchmark: %lld samples of %lldx%lldx3 uint8, %.2f GB in %zu shard(s), "
+        "batch %lld, %u cores\n\n",
+        static_cast<long long>(n), static_cast<long long>(side), static_cast<long long>(side),
+        bytes / 1e9, files.size(), static_cast<long long>(batch), cores);
+    std::printf("| %-52s | %-5s | %10s | %9s | %-9s |\n", "pipeline", "cache", "samples/s", "MB/s",
+                "vs plain");
     std::printf("|%s|%s|%s|%s|%s|\n", std::string(54, '-').c_str(), std::string(7, '-').c_str(),
                 std::string(12, '-').c_str(), std::string(11, '-').c_str(),
                 std::string(11, '-').c_str());
@@ -184,9 +184,10 @@ int main(int argc, char** argv) {
                          " worker" + (workers > 1 ? "s" : "");
       row(what.c_str(), "warm", r, warm_plain);
     }
-    std::printf("\n(augmentation writes %lldx%lldx3 float32 NCHW per sample; per-core rate = "
-                "1-worker row)\n",
-                static_cast<long long>(crop), static_cast<long long>(crop));
+    std::printf(
+        "\n(augmentation writes %lldx%lldx3 float32 NCHW per sample; per-core rate = "
+        "1-worker row)\n",
+        static_cast<long long>(crop), static_cast<long long>(crop));
     if (!keep) {
       for (const auto& f : files) std::filesystem::remove(f);
     }

@@ -58,22 +58,24 @@ std::vector<std::string> class_names_from(const std::string& spec) {
 po::options_description output_options(ImportOptions& o, std::string& compression,
                                        std::string& class_names) {
   po::options_description d("output");
-  d.add_options()("out", po::value(&o.out)->required(),
-                  "output prefix: writes PREFIX-00000.h5, ... "
-                  "(PREFIX-train-* and PREFIX-val-* with --val-fraction)")(
-      "shard-size", po::value(&o.shard_size)->default_value(0),
-      "samples per shard file (0: about 1 GiB of pixels per shard)")(
-      "compression", po::value(&compression)->default_value("none"), "none or gzip")(
-      "gzip-level", po::value(&o.gzip_level)->default_value(4), "gzip level 0-9")(
-      "val-fraction", po::value(&o.val_fraction)->default_value(0.0),
-      "fraction of the samples split off as a validation set")(
-      "seed", po::value(&o.seed)->default_value(0), "seed of the write order and the split")(
-      "no-shuffle", po::bool_switch(),
-      "write samples in source order (default: shuffled, so "
-      "that blocks read together are class-mixed)")(
-      "class-names", po::value(&class_names)->default_value(""),
-      "class names: comma-separated, @FILE (one per line), or a preset: fashion-mnist, mnist")(
-      "quiet", po::bool_switch(), "no progress line")("help,h", "this help");
+  // clang-format off
+  d.add_options()
+    ("out", po::value(&o.out)->required(), "output prefix: writes PREFIX-00000.h5, ... "
+     "(PREFIX-train-* and PREFIX-val-* with --val-fraction)")
+    ("shard-size", po::value(&o.shard_size)->default_value(0),
+     "samples per shard file (0: about 1 GiB of pixels per shard)")
+    ("compression", po::value(&compression)->default_value("none"), "none or gzip")
+    ("gzip-level", po::value(&o.gzip_level)->default_value(4), "gzip level 0-9")
+    ("val-fraction", po::value(&o.val_fraction)->default_value(0.0),
+     "fraction of the samples split off as a validation set")
+    ("seed", po::value(&o.seed)->default_value(0), "seed of the write order and the split")
+    ("no-shuffle", po::bool_switch(), "write samples in source order (default: shuffled, so "
+     "that blocks read together are class-mixed)")
+    ("class-names", po::value(&class_names)->default_value(""),
+     "class names: comma-separated, @FILE (one per line), or a preset: fashion-mnist, mnist")
+    ("quiet", po::bool_switch(), "no progress line")
+    ("help,h", "this help");
+  // clang-format on
   return d;
 }
 
@@ -126,11 +128,13 @@ int run(int argc, char** argv) {
     std::string images, labels;
     int64_t num_classes = 0;
     po::options_description desc = output_options(o, compression, class_names);
-    desc.add_options()("images", po::value(&images)->required(),
-                       "IDX images file (idx3-ubyte, .gz or plain)")(
-        "labels", po::value(&labels)->required(), "IDX labels file (idx1-ubyte, .gz or plain)")(
-        "num-classes", po::value(&num_classes)->default_value(0),
-        "number of classes (0: from --class-names, else max label + 1)");
+    // clang-format off
+    desc.add_options()
+      ("images", po::value(&images)->required(), "IDX images file (idx3-ubyte, .gz or plain)")
+      ("labels", po::value(&labels)->required(), "IDX labels file (idx1-ubyte, .gz or plain)")
+      ("num-classes", po::value(&num_classes)->default_value(0),
+       "number of classes (0: from --class-names, else max label + 1)");
+    // clang-format on
     if (!parse(argc, argv, desc, vm, "import-idx")) return 0;
     finish_options(o, vm, compression);
     report(import_idx(images, labels, num_classes, class_names_from(class_names), o));
@@ -138,9 +142,11 @@ int run(int argc, char** argv) {
     std::vector<std::string> batches;
     std::string labels;
     po::options_description desc = output_options(o, compression, class_names);
-    desc.add_options()("batches", po::value(&batches)->multitoken()->required(),
-                       "CIFAR binary batch files")(
-        "labels", po::value(&labels)->default_value("fine"), "CIFAR-100: fine or coarse labels");
+    // clang-format off
+    desc.add_options()
+      ("batches", po::value(&batches)->multitoken()->required(), "CIFAR binary batch files")
+      ("labels", po::value(&labels)->default_value("fine"), "CIFAR-100: fine or coarse labels");
+    // clang-format on
     if (!parse(argc, argv, desc, vm, "import-cifar")) return 0;
     finish_options(o, vm, compression);
     if (labels != "fine" && labels != "coarse") {
@@ -152,12 +158,14 @@ int run(int argc, char** argv) {
     std::string root;
     FolderImportOptions f;
     po::options_description desc = output_options(o, compression, class_names);
-    desc.add_options()("root", po::value(&root)->required(),
-                       "folder with one sub-folder of images per class")(
-        "size", po::value(&f.size)->default_value(256),
-        "resize the shorter side to SIZE, then center-crop SIZE x SIZE")(
-        "threads", po::value(&f.threads)->default_value(0), "decoding threads (0: all cores)")(
-        "skip-bad", po::bool_switch(&f.skip_bad), "warn about and leave out unreadable images");
+    // clang-format off
+    desc.add_options()
+      ("root", po::value(&root)->required(), "folder with one sub-folder of images per class")
+      ("size", po::value(&f.size)->default_value(256),
+       "resize the shorter side to SIZE, then center-crop SIZE x SIZE")
+      ("threads", po::value(&f.threads)->default_value(0), "decoding threads (0: all cores)")
+      ("skip-bad", po::bool_switch(&f.skip_bad), "warn about and leave out unreadable images");
+    // clang-format on
     if (!parse(argc, argv, desc, vm, "import-folder")) return 0;
     finish_options(o, vm, compression);
     if (!class_names.empty()) throw DataError("import-folder takes class names from the folders");
@@ -166,14 +174,17 @@ int run(int argc, char** argv) {
   } else if (command == "inspect") {
     std::vector<std::string> files;
     po::options_description desc("inspect");
-    desc.add_options()("files", po::value(&files)->multitoken()->required(),
-                       "shard files or globs")("help,h", "this help");
+    // clang-format off
+    desc.add_options()
+      ("files", po::value(&files)->multitoken()->required(), "shard files or globs")
+      ("help,h", "this help");
+    // clang-format on
     po::positional_options_description positional;
     positional.add("files", -1);
     if (!parse(argc, argv, desc, vm, "inspect FILE...", &positional)) return 0;
     inspect_dataset(files, std::cout);
   } else {
-    std::cerr << "alexnet-data: unknown command '" << command << "'\n" << kUsage;
+    std::cerr << "alexnet-data: unknown command '" << command << "' (see alexnet-data --help)\n";
     return 2;
   }
   return 0;

@@ -13,10 +13,10 @@ inline constexpr int64_t kMaxChannels = 16;
 
 struct AugmentConfig {
   int64_t crop_height = 0, crop_width = 0;  // the model's input size
-  bool random_crop = false;  // false: center crop (evaluation)
-  bool flip = false;         // horizontal flip with probability 1/2
-  int64_t pad = 0;           // zero pixels added on every side before the crop (CIFAR-style)
-  float lighting_std = 0.0f; // PCA lighting noise std (the paper: 0.1); 3-channel images only
+  bool random_crop = false;                 // false: center crop (evaluation)
+  bool flip = false;                        // horizontal flip with probability 1/2
+  int64_t pad = 0;            // zero pixels added on every side before the crop (CIFAR-style)
+  float lighting_std = 0.0f;  // PCA lighting noise std (the paper: 0.1); 3-channel images only
   std::vector<float> mean{}, std{};  // per channel, pixel units (0-255); empty: 0 and 1
   Layout layout = Layout::kNCHW;
 };

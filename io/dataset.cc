@@ -21,7 +21,14 @@ struct Dataset::Files {
 
 namespace {
 
-bool is_glob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+// More classes than this is a corrupt label or attribute, not a dataset (ImageNet-21k: 21,841).
+constexpr int64_t kMaxClasses = int64_t{1} << 24;
+
+// An existing file is taken as named even when its name has glob characters ("run[1].h5").
+bool is_glob(const std::string& s) {
+  std::error_code ec;
+  return s.find_first_of("*?[") != std::string::npos && !std::filesystem::exists(s, ec);
+}
 
 std::string join(const std::vector<hsize_t>& dims) {
   std::string s = "[";
@@ -82,12 +89,22 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
     throw DataError(what + ": dataset 'labels' must have shape [" + std::to_string(dims[0]) +
                     "] to match images, found " + join(label_dims));
   }
-  size_t offset = labels_out.size();
-  labels_out.resize(offset + dims[0]);
+  // Read as int64 so that no stored value is clamped before the range check (HDF5 saturates
+  // on narrowing conversions), then narrow.
+  std::vector<int64_t> wide(dims[0]);
   if (dims[0] > 0) {
-    ALEXNET_H5_CHECK(H5Dread(labels.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                             labels_out.data() + offset),
-                     "reading labels of " + what);
+    ALEXNET_H5_CHECK(
+        H5Dread(labels.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide.data()),
+        "reading labels of " + what);
+  }
+  labels_out.reserve(labels_out.size() + wide.size());
+  for (size_t i = 0; i < wide.size(); ++i) {
+    if (wide[i] < 0 || wide[i] >= kMaxClasses) {
+      throw DataError(what + ": label " + std::to_string(wide[i]) + " at index " +
+                      std::to_string(i) + " is out of range [0, " + std::to_string(kMaxClasses) +
+                      ")");
+    }
+    labels_out.push_back(static_cast<int32_t>(wide[i]));
   }
 
   // Attributes on the root group, all optional.
@@ -95,9 +112,9 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
   if (h5::has_attribute(root.get(), format::kNumClasses)) {
     h.has_num_classes = true;
     h.num_classes = h5::read_int_attribute(root.get(), format::kNumClasses, what);
-    if (h.num_classes <= 0) {
-      throw DataError(what + ": attribute 'num_classes' must be positive, found " +
-                      std::to_string(h.num_classes));
+    if (h.num_classes <= 0 || h.num_classes > kMaxClasses) {
+      throw DataError(what + ": attribute 'num_classes' must be in [1, " +
+                      std::to_string(kMaxClasses) + "], found " + std::to_string(h.num_classes));
     }
   }
   if (h5::has_attribute(root.get(), format::kClassNames)) {
@@ -236,23 +253,25 @@ Dataset Dataset::open(const std::vector<std::string>& paths_or_globs) {
     m.std = first.std;
   }
 
-  // Labels in range. Without the attribute, the classes are inferred from the labels.
-  int32_t max_label = -1;
+  // The number of classes: the attribute, else the class names, else max label + 1.
+  int64_t classes = first.has_num_classes        ? first.num_classes
+                    : !first.class_names.empty() ? static_cast<int64_t>(first.class_names.size())
+                                                 : 0;
+  int64_t max_label = -1;
   for (const auto& h : headers) {
     auto begin = ds.labels_.begin() + h.info.first_index;
     for (int64_t i = 0; i < h.info.num_samples; ++i) {
-      int32_t label = begin[i];
-      bool bad = label < 0 || (first.has_num_classes && label >= first.num_classes);
-      if (bad) {
+      int64_t label = begin[i];
+      if (classes > 0 && label >= classes) {
         throw DataError("'" + h.info.path + "': label " + std::to_string(label) + " at index " +
-                        std::to_string(i) + " is out of range [0, " +
-                        (first.has_num_classes ? std::to_string(first.num_classes) : "inf") + ")");
+                        std::to_string(i) + " is out of range [0, " + std::to_string(classes) +
+                        ")");
       }
       max_label = std::max(max_label, label);
     }
   }
   m.num_classes_inferred = !first.has_num_classes;
-  m.num_classes = first.has_num_classes ? first.num_classes : max_label + 1;
+  m.num_classes = classes > 0 ? classes : max_label + 1;
   if (!m.class_names.empty() && static_cast<int64_t>(m.class_names.size()) != m.num_classes) {
     throw DataError("'" + first.info.path + "': attribute 'class_names' has " +
                     std::to_string(m.class_names.size()) + " names for " +

@@ -14,17 +14,17 @@ namespace alexnet::io {
 struct DatasetMeta {
   int64_t height = 0, width = 0, channels = 0;
   int64_t num_classes = 0;
-  bool num_classes_inferred = false;      // no attribute: max label + 1
-  std::vector<std::string> class_names;   // empty where the files carry none
-  std::vector<double> mean, std;          // per channel, pixel units; empty where absent
+  bool num_classes_inferred = false;     // no attribute: max label + 1
+  std::vector<std::string> class_names;  // empty where the files carry none
+  std::vector<double> mean, std;         // per channel, pixel units; empty where absent
   std::string source;
 };
 
 struct ShardInfo {
   std::string path;
   int64_t num_samples = 0;
-  int64_t first_index = 0;     // global index of this shard's first sample
-  int64_t chunk_rows = 0;      // rows per HDF5 chunk of `images`, 0 when not chunked
+  int64_t first_index = 0;  // global index of this shard's first sample
+  int64_t chunk_rows = 0;   // rows per HDF5 chunk of `images`, 0 when not chunked
   std::vector<std::string> filters;
 };
 

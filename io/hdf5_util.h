@@ -21,12 +21,12 @@ void check_status(int64_t status, const char* call, const char* where, const std
 #define ALEXNET_STR2(x) #x
 #define ALEXNET_STR(x) ALEXNET_STR2(x)
 // Evaluates an HDF5 call once, throws on failure, and yields its value (an hid_t or herr_t).
-#define ALEXNET_H5_CHECK(call, what)                                                              \
-  [&]() {                                                                                 \
-    auto h5_check_result_ = (call);                                                       \
-    ::alexnet::io::h5::check_status(static_cast<int64_t>(h5_check_result_), #call,        \
-                                    __FILE__ ":" ALEXNET_STR(__LINE__), (what));          \
-    return h5_check_result_;                                                              \
+#define ALEXNET_H5_CHECK(call, what)                                               \
+  [&]() {                                                                          \
+    auto h5_check_result_ = (call);                                                \
+    ::alexnet::io::h5::check_status(static_cast<int64_t>(h5_check_result_), #call, \
+                                    __FILE__ ":" ALEXNET_STR(__LINE__), (what));   \
+    return h5_check_result_;                                                       \
   }()
 
 // Owns one HDF5 identifier and closes it with the close function matching its type.
@@ -55,7 +55,7 @@ class Handle {
 
 // Files and objects. `path` is used in error messages.
 Handle open_file_readonly(const std::string& path);  // DataError if missing or not HDF5
-Handle create_file(const std::string& path);          // truncates
+Handle create_file(const std::string& path);         // truncates
 bool has_link(hid_t loc, const std::string& name);
 Handle open_dataset(hid_t file, const std::string& name, const std::string& path,
                     hid_t access = H5P_DEFAULT);

@@ -84,8 +84,22 @@ IdxImages read_idx_images(const std::string& path) {
   auto dims = read_header(f, path, 3);
   IdxImages images{dims[0], dims[1], dims[2], {}};
   if (images.height == 0 || images.width == 0) throw DataError("'" + path + "': empty images");
-  images.pixels.resize(static_cast<size_t>(dims[0] * dims[1] * dims[2]));
-  f.read(images.pixels.data(), images.pixels.size(), "the image data");
+  // Grow the buffer as data arrives instead of trusting the header's size: a corrupt header
+  // ends as "truncated", not as an allocation of many gigabytes. (Each dimension is < 2^32, so
+  // the product fits in 96 bits; checked in long double.)
+  long double claimed = static_cast<long double>(dims[0]) * dims[1] * dims[2];
+  if (claimed > static_cast<long double>(int64_t{1} << 40)) {
+    throw DataError("'" + path + "': header claims " + std::to_string(dims[0]) + " images of " +
+                    std::to_string(dims[1]) + "x" + std::to_string(dims[2]) +
+                    ", more than 1 TiB: not a valid IDX file");
+  }
+  const auto total = static_cast<size_t>(dims[0] * dims[1] * dims[2]);
+  constexpr size_t kPiece = size_t{64} << 20;
+  while (images.pixels.size() < total) {
+    size_t done = images.pixels.size(), piece = std::min(kPiece, total - done);
+    images.pixels.resize(done + piece);
+    f.read(images.pixels.data() + done, piece, "the image data");
+  }
   if (!f.at_end()) throw DataError("'" + path + "': extra bytes after the image data");
   return images;
 }

@@ -112,12 +112,11 @@ bool jpeg_read_header_guarded(JpegDecoder* d, const uint8_t* data, size_t size, 
   jpeg_create_decompress(&d->cinfo);
   jpeg_mem_src(&d->cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&d->cinfo, TRUE);
-  if (d->cinfo.jpeg_color_space == JCS_CMYK || d->cinfo.jpeg_color_space == JCS_YCCK) {
-    std::snprintf(d->err.message, sizeof(d->err.message),
-                  "CMYK JPEG is not supported (convert it to RGB)");
-    return false;
-  }
-  d->cinfo.out_color_space = JCS_RGB;  // libjpeg-turbo also expands grayscale to RGB
+  // CMYK (and YCCK) JPEGs, about 22 of ImageNet's training images, decode to CMYK and are
+  // converted to RGB row by row; everything else decodes straight to RGB (libjpeg-turbo also
+  // expands grayscale).
+  const bool cmyk = d->cinfo.jpeg_color_space == JCS_CMYK || d->cinfo.jpeg_color_space == JCS_YCCK;
+  d->cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   d->cinfo.scale_denom = 8;
   for (unsigned num = min_side > 0 ? 1 : 8; num <= 8; ++num) {
     d->cinfo.scale_num = num;
@@ -127,20 +126,33 @@ bool jpeg_read_header_guarded(JpegDecoder* d, const uint8_t* data, size_t size, 
   return true;
 }
 
-bool jpeg_read_pixels_guarded(JpegDecoder* d, uint8_t* pixels, JDIMENSION height,
-                              JDIMENSION width) {
+// cmyk_row: width * 4 bytes of scratch for CMYK JPEGs, nullptr otherwise.
+bool jpeg_read_pixels_guarded(JpegDecoder* d, uint8_t* pixels, JDIMENSION height, JDIMENSION width,
+                              uint8_t* cmyk_row) {
   if (setjmp(d->err.jump)) return false;
   jpeg_start_decompress(&d->cinfo);
-  if (d->cinfo.output_components != 3 || d->cinfo.output_height != height ||
+  const int components = cmyk_row != nullptr ? 4 : 3;
+  if (d->cinfo.output_components != components || d->cinfo.output_height != height ||
       d->cinfo.output_width != width) {
     std::snprintf(d->err.message, sizeof(d->err.message),
                   "unexpected output of %u x %u x %d from libjpeg", d->cinfo.output_width,
                   d->cinfo.output_height, d->cinfo.output_components);
     return false;
   }
+  // Adobe's CMYK JPEGs (nearly all in the wild) store inverted values: R = C * K / 255.
+  const bool inverted = d->cinfo.saw_Adobe_marker;
   while (d->cinfo.output_scanline < height) {
-    JSAMPROW row = pixels + static_cast<size_t>(d->cinfo.output_scanline) * width * 3;
+    uint8_t* out = pixels + static_cast<size_t>(d->cinfo.output_scanline) * width * 3;
+    JSAMPROW row = cmyk_row != nullptr ? cmyk_row : out;
     jpeg_read_scanlines(&d->cinfo, &row, 1);
+    for (JDIMENSION x = 0; cmyk_row != nullptr && x < width; ++x) {
+      const uint8_t* p = cmyk_row + 4 * x;
+      unsigned k = inverted ? p[3] : 255u - p[3];
+      for (int c = 0; c < 3; ++c) {
+        unsigned v = inverted ? p[c] : 255u - p[c];
+        out[3 * x + c] = static_cast<uint8_t>((v * k + 127) / 255);
+      }
+    }
   }
   jpeg_finish_decompress(&d->cinfo);
   return true;
@@ -162,8 +174,11 @@ DecodedImage decode_jpeg(const std::string& path, const std::vector<uint8_t>& da
   image.width = d.cinfo.output_width;
   check_size(path, image.height, image.width);
   image.pixels.resize(static_cast<size_t>(image.height * image.width * 3));
+  std::vector<uint8_t> cmyk_row;
+  if (d.cinfo.out_color_space == JCS_CMYK) cmyk_row.resize(static_cast<size_t>(image.width) * 4);
   if (!jpeg_read_pixels_guarded(&d, image.pixels.data(), d.cinfo.output_height,
-                                d.cinfo.output_width)) {
+                                d.cinfo.output_width,
+                                cmyk_row.empty() ? nullptr : cmyk_row.data())) {
     fail(path, d.err.message);
   }
   return image;

@@ -11,12 +11,12 @@
 namespace alexnet::io {
 
 struct ImportOptions {
-  std::string out;              // output prefix
-  int64_t shard_size = 0;       // samples per shard; 0: about 1 GiB of pixels
+  std::string out;         // output prefix
+  int64_t shard_size = 0;  // samples per shard; 0: about 1 GiB of pixels
   Compression compression = Compression::kNone;
   int gzip_level = 4;
-  double val_fraction = 0.0;    // > 0: PREFIX-train-NNNNN.h5 and PREFIX-val-NNNNN.h5
-  bool shuffle = true;          // write in an order permuted by seed
+  double val_fraction = 0.0;  // > 0: PREFIX-train-NNNNN.h5 and PREFIX-val-NNNNN.h5
+  bool shuffle = true;        // write in an order permuted by seed
   uint64_t seed = 0;
   bool progress = true;
 };

@@ -18,26 +18,26 @@
 namespace alexnet::io {
 
 struct LoaderConfig {
-  int64_t batch_size = 128;     // per rank
-  SamplerConfig sampler;        // seed, shuffle, window_blocks
+  int64_t batch_size = 128;              // per rank
+  SamplerConfig sampler;                 // seed, shuffle, window_blocks
   size_t block_bytes = size_t{4} << 20;  // HDF5 read size (rounded to whole chunks)
-  bool drop_last = true;        // drop an epoch's last partial batch (training) or keep it
+  bool drop_last = true;                 // drop an epoch's last partial batch (training) or keep it
   AugmentConfig augment;
   bool augment_on_host = true;  // false: deliver raw uint8 batches only (augment on the device)
   int rank = 0, world = 1;
-  int workers = 1;              // augmentation threads
-  int prefetch = 4;             // batches in flight between the I/O thread and the trainer
-  int64_t start_epoch = 0;      // where to start (resume): epoch and step within it
+  int workers = 1;          // augmentation threads
+  int prefetch = 4;         // batches in flight between the I/O thread and the trainer
+  int64_t start_epoch = 0;  // where to start (resume): epoch and step within it
   int64_t start_step = 0;
-  int64_t epochs = 1;           // epochs to deliver from start_epoch; 0: without end
+  int64_t epochs = 1;  // epochs to deliver from start_epoch; 0: without end
 };
 
 struct Batch {
-  int64_t epoch = 0, step = 0;   // step within the epoch
+  int64_t epoch = 0, step = 0;  // step within the epoch
   int64_t steps_in_epoch = 0;
-  int64_t size = 0;              // samples in this batch (the last one may be short)
-  const float* images = nullptr; // [size, C, h, w] (NCHW) or [size, h, w, C] (NHWC)
-  const uint8_t* raw = nullptr;  // [size, H, W, C]: the stored samples, before augmentation
+  int64_t size = 0;                  // samples in this batch (the last one may be short)
+  const float* images = nullptr;     // [size, C, h, w] (NCHW) or [size, h, w, C] (NHWC)
+  const uint8_t* raw = nullptr;      // [size, H, W, C]: the stored samples, before augmentation
   const int32_t* labels = nullptr;   // [size]
   const int64_t* indices = nullptr;  // [size] global sample indices
 };
@@ -62,12 +62,12 @@ class Loader {
  private:
   enum class SlotState { kFree, kFilling, kStaged, kAugmenting, kReady, kInUse };
   struct Slot {
-    std::vector<uint8_t> raw;      // [batch, H, W, C]
-    std::vector<float> images;     // [batch, sample_elements]; empty without host augmentation
+    std::vector<uint8_t> raw;   // [batch, H, W, C]
+    std::vector<float> images;  // [batch, sample_elements]; empty without host augmentation
     std::vector<int32_t> labels;
     std::vector<int64_t> indices;
     Batch batch;
-    int64_t sequence = -1;         // batches since the loader started
+    int64_t sequence = -1;  // batches since the loader started
     SlotState state = SlotState::kFree;
   };
 
@@ -85,9 +85,9 @@ class Loader {
 
   std::mutex mutex_;
   std::condition_variable slot_freed_, slot_staged_, slot_ready_;
-  std::vector<size_t> staged_;   // FIFO of staged slots for the workers
-  int64_t consumed_ = 0;         // sequence number the trainer takes next
-  int64_t produced_end_ = -1;    // total batches, known once the I/O thread is done
+  std::vector<size_t> staged_;  // FIFO of staged slots for the workers
+  int64_t consumed_ = 0;        // sequence number the trainer takes next
+  int64_t produced_end_ = -1;   // total batches, known once the I/O thread is done
   bool stop_ = false;
   std::exception_ptr error_;
   Slot* in_use_ = nullptr;

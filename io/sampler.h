@@ -34,8 +34,8 @@ std::vector<Block> make_blocks(const std::vector<ShardInfo>& shards, size_t samp
 
 struct SamplerConfig {
   uint64_t seed = 0;
-  bool shuffle = true;          // false: file order, every sample once (evaluation)
-  int64_t window_blocks = 8;    // blocks whose samples are shuffled together
+  bool shuffle = true;        // false: file order, every sample once (evaluation)
+  int64_t window_blocks = 8;  // blocks whose samples are shuffled together
 };
 
 struct EpochPlan {

@@ -12,8 +12,8 @@ enum class Compression { kNone, kGzip };
 Compression parse_compression(const std::string& name);  // "none" | "gzip"; DataError otherwise
 
 struct ShardWriterConfig {
-  std::string prefix;            // shards are PREFIX-00000.h5, PREFIX-00001.h5, ...
-  int64_t shard_size = 0;        // samples per shard; 0: about 1 GiB of pixels per shard
+  std::string prefix;      // shards are PREFIX-00000.h5, PREFIX-00001.h5, ...
+  int64_t shard_size = 0;  // samples per shard; 0: about 1 GiB of pixels per shard
   Compression compression = Compression::kNone;
   int gzip_level = 4;
   int64_t height = 0, width = 0, channels = 0;

@@ -84,7 +84,8 @@ TEST(Augment, CenterCropIsExactAndNormalized) {
     for (int64_t y = 0; y < 6; ++y)
       for (int64_t x = 0; x < 8; ++x) {
         float pixel = img[static_cast<size_t>(((y + 2) * w + (x + 2)) * c + k)];
-        float expected = (pixel - config.mean[static_cast<size_t>(k)]) / config.std[static_cast<size_t>(k)];
+        float expected =
+            (pixel - config.mean[static_cast<size_t>(k)]) / config.std[static_cast<size_t>(k)];
         EXPECT_FLOAT_EQ(out[static_cast<size_t>((k * 6 + y) * 8 + x)], expected);
       }
 }
@@ -102,8 +103,12 @@ TEST(Augment, FlipMirrorsTheCrop) {
 }
 
 TEST(Augment, DrawsAreDeterministicInBoundsAndVaried) {
-  AugmentConfig config{.crop_height = 24, .crop_width = 24, .random_crop = true, .flip = true,
-                       .pad = 2, .lighting_std = 0.1f};
+  AugmentConfig config{.crop_height = 24,
+                       .crop_width = 24,
+                       .random_crop = true,
+                       .flip = true,
+                       .pad = 2,
+                       .lighting_std = 0.1f};
   std::set<std::pair<int64_t, int64_t>> origins;
   int flips = 0;
   for (int64_t i = 0; i < 2000; ++i) {
@@ -136,8 +141,13 @@ TEST(Augment, DrawsAreDeterministicInBoundsAndVaried) {
 TEST(Augment, OutputsStayInTheNormalizedPixelRange) {
   const int64_t h = 40, w = 40, c = 3;
   auto img = random_image(h, w, c, 3);
-  AugmentConfig config{.crop_height = 32, .crop_width = 32, .random_crop = true, .flip = true,
-                       .pad = 0, .lighting_std = 0.1f, .mean = {120, 115, 100},
+  AugmentConfig config{.crop_height = 32,
+                       .crop_width = 32,
+                       .random_crop = true,
+                       .flip = true,
+                       .pad = 0,
+                       .lighting_std = 0.1f,
+                       .mean = {120, 115, 100},
                        .std = {60, 58, 57}};
   std::vector<float> out(32 * 32 * 3);
   for (int64_t i = 0; i < 50; ++i) {
@@ -154,7 +164,8 @@ TEST(Augment, OutputsStayInTheNormalizedPixelRange) {
 }
 
 TEST(Augment, LightingOnlyForThreeChannelsAndScaledByStd) {
-  AugmentConfig config{.crop_height = 4, .crop_width = 4, .random_crop = true, .lighting_std = 0.1f};
+  AugmentConfig config{
+      .crop_height = 4, .crop_width = 4, .random_crop = true, .lighting_std = 0.1f};
   double sum_sq = 0;
   for (int64_t i = 0; i < 500; ++i) {
     AugmentDraw gray = draw_augmentation(config, 4, 4, 1, 0, 0, i);

@@ -25,8 +25,8 @@ void expect_pattern(const Dataset& ds, int64_t classes) {
     for (int64_t i = 0; i < shard.num_samples; ++i) {
       int64_t index = shard.first_index + i;
       auto expected = testing::pattern_image(index, m.height, m.width, m.channels);
-      ASSERT_EQ(0, std::memcmp(expected.data(), buf.data() + i * ds.sample_bytes(),
-                               ds.sample_bytes()))
+      ASSERT_EQ(0,
+                std::memcmp(expected.data(), buf.data() + i * ds.sample_bytes(), ds.sample_bytes()))
           << "sample " << index;
       ASSERT_EQ(ds.labels()[static_cast<size_t>(index)], testing::pattern_label(index, classes));
     }
@@ -53,7 +53,8 @@ TEST(ShardWriter, RoundTripOverSeveralShards) {
   std::vector<uint8_t> part(5 * ds.sample_bytes());
   ds.read_images(1, 17, 5, part.data());
   auto expected = testing::pattern_image(40 + 19, 9, 7, 3);
-  EXPECT_EQ(0, std::memcmp(expected.data(), part.data() + 2 * ds.sample_bytes(), ds.sample_bytes()));
+  EXPECT_EQ(0,
+            std::memcmp(expected.data(), part.data() + 2 * ds.sample_bytes(), ds.sample_bytes()));
   EXPECT_THROW(ds.read_images(2, 20, 5, part.data()), DataError);
 }
 

@@ -115,8 +115,14 @@ LoaderConfig training_config(int workers) {
   c.batch_size = 10;
   c.sampler = {.seed = 21, .shuffle = true, .window_blocks = 3};
   c.block_bytes = 6 * kH * kW * kC;
-  c.augment = {.crop_height = 7, .crop_width = 6, .random_crop = true, .flip = true, .pad = 1,
-               .lighting_std = 0.1f, .mean = {120, 110, 100}, .std = {50, 60, 70}};
+  c.augment = {.crop_height = 7,
+               .crop_width = 6,
+               .random_crop = true,
+               .flip = true,
+               .pad = 1,
+               .lighting_std = 0.1f,
+               .mean = {120, 110, 100},
+               .std = {50, 60, 70}};
   c.workers = workers;
   c.prefetch = 4;
   c.epochs = 3;
@@ -168,8 +174,8 @@ TEST(Loader, StoppingEarlyJoinsCleanly) {
 
 TEST(Loader, AReadErrorReachesTheTrainerAsDataError) {
   TempDir dir;
-  auto files = testing::write_pattern_dataset(dir / "bad", 300, kH, kW, kC, kClasses, 0,
-                                              Compression::kGzip);
+  auto files =
+      testing::write_pattern_dataset(dir / "bad", 300, kH, kW, kC, kClasses, 0, Compression::kGzip);
   Dataset ds = Dataset::open(files);
   // Corrupt compressed chunk data in the middle of the file, after it was opened and checked:
   // the I/O thread's H5Dread fails in the deflate filter.

@@ -106,14 +106,13 @@ TEST_P(SamplerProperty, EvaluationSeesEverySampleExactlyOnceInFileOrder) {
   EXPECT_LE(largest - smallest, 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    RanksAndSizes, SamplerProperty,
-    ::testing::Combine(::testing::Values<int64_t>(8, 100, 1001, 4099),
-                       ::testing::Values(1, 2, 3, 4, 5, 6, 7, 8)),
-    [](const auto& param_info) {
-      return "n" + std::to_string(std::get<0>(param_info.param)) + "_ranks" +
-             std::to_string(std::get<1>(param_info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(RanksAndSizes, SamplerProperty,
+                         ::testing::Combine(::testing::Values<int64_t>(8, 100, 1001, 4099),
+                                            ::testing::Values(1, 2, 3, 4, 5, 6, 7, 8)),
+                         [](const auto& param_info) {
+                           return "n" + std::to_string(std::get<0>(param_info.param)) + "_ranks" +
+                                  std::to_string(std::get<1>(param_info.param));
+                         });
 
 TEST(Sampler, BlocksAreWholeChunksOfAboutTheRequestedSize) {
   auto shards = make_shards(1000);
@@ -138,7 +137,8 @@ TEST(Sampler, OrderIsMixedAcrossTheWholeDataset) {
   // With block shuffling the first samples a rank sees come from all over the dataset.
   auto shards = make_shards(4096);
   auto blocks = make_blocks(shards, 100, 800);
-  EpochPlan plan = plan_epoch(blocks, 4096, {.seed = 1, .shuffle = true, .window_blocks = 4}, 0, 0, 1);
+  EpochPlan plan =
+      plan_epoch(blocks, 4096, {.seed = 1, .shuffle = true, .window_blocks = 4}, 0, 0, 1);
   std::set<int64_t> region;
   for (size_t k = 0; k < 256; ++k) region.insert(plan.order[k] / 512);
   EXPECT_GE(region.size(), 4u);

@@ -48,15 +48,15 @@ inline std::vector<uint8_t> pattern_image(int64_t index, int64_t h, int64_t w, i
   std::vector<uint8_t> img(static_cast<size_t>(h * w * c));
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x)
-      for (int64_t k = 0; k < c; ++k) img[static_cast<size_t>((y * w + x) * c + k)] = pattern_pixel(index, y, x, k);
+      for (int64_t k = 0; k < c; ++k)
+        img[static_cast<size_t>((y * w + x) * c + k)] = pattern_pixel(index, y, x, k);
   return img;
 }
 
 // Writes samples 0..n-1 in order as PREFIX-NNNNN.h5 shards; returns the shard paths.
-inline std::vector<std::string> write_pattern_dataset(const std::string& prefix, int64_t n,
-                                                      int64_t h, int64_t w, int64_t c,
-                                                      int64_t classes, int64_t shard_size,
-                                                      Compression compression = Compression::kNone) {
+inline std::vector<std::string> write_pattern_dataset(
+    const std::string& prefix, int64_t n, int64_t h, int64_t w, int64_t c, int64_t classes,
+    int64_t shard_size, Compression compression = Compression::kNone) {
   ShardWriterConfig config;
   config.prefix = prefix;
   config.shard_size = shard_size;
@@ -68,7 +68,8 @@ inline std::vector<std::string> write_pattern_dataset(const std::string& prefix,
   for (int64_t k = 0; k < classes; ++k) config.class_names.push_back("class" + std::to_string(k));
   config.source = "test pattern";
   ShardWriter writer(config);
-  for (int64_t i = 0; i < n; ++i) writer.add(pattern_image(i, h, w, c).data(), pattern_label(i, classes));
+  for (int64_t i = 0; i < n; ++i)
+    writer.add(pattern_image(i, h, w, c).data(), pattern_label(i, classes));
   return writer.finish();
 }
 
