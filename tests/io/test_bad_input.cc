@@ -414,3 +414,40 @@ TEST(ShardWriterBadInput, MissingOutputFolder) {
 
 }  // namespace
 }  // namespace alexnet::io
+
+namespace alexnet::io {
+namespace {
+
+// A label beyond int32 must be reported with its real value, not clamped by HDF5's conversion.
+TEST(DatasetBadInput, HugeInt64LabelIsReportedNotClamped) {
+  TempDir dir;
+  const std::string path = dir / "huge-label.h5";
+  RawShard spec;
+  spec.has_labels = false;
+  write_raw_shard(path, spec);
+  {
+    h5::Handle file(must(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "H5Fopen"));
+    std::vector<int64_t> labels{0, 1, 3000000000, 1};
+    write_dataset(file.get(), format::kLabels, H5T_STD_I64LE, {4}, H5T_NATIVE_INT64, labels.data());
+  }
+  expect_open_error({path}, {path, "label 3000000000", "index 2", "out of range"});
+}
+
+// class_names without num_classes: the names give the number of classes, not the labels.
+TEST(DatasetBadInput, ClassNamesWithoutNumClassesSetTheClassCount) {
+  TempDir dir;
+  const std::string path = dir / "names.h5";
+  RawShard spec;
+  spec.labels = {0, 1, 2, 1};
+  write_raw_shard(path, spec);
+  {
+    h5::Handle file(must(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "H5Fopen"));
+    h5::write_string_array_attribute(file.get(), format::kClassNames, {"a", "b", "c", "d"});
+  }
+  Dataset ds = Dataset::open({path});
+  EXPECT_EQ(ds.meta().num_classes, 4);
+  EXPECT_EQ(ds.class_histogram(), (std::vector<int64_t>{1, 2, 1, 0}));
+}
+
+}  // namespace
+}  // namespace alexnet::io
