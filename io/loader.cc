@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 #include "io/error.h"
 
@@ -42,12 +43,14 @@ Loader::Loader(const Dataset& dataset, LoaderConfig config)
   }
   sample_elements_ = config_.augment.crop_height * config_.augment.crop_width * m.channels;
 
-  // All memory up front: one window buffer and `prefetch` batch slots, touched now so that no
+  // All memory up front: two window buffers and `prefetch` batch slots, touched now so that no
   // page fault lands in the training loop.
   const auto batch = static_cast<size_t>(config_.batch_size);
-  window_.assign(
-      static_cast<size_t>(max_window_samples(blocks_, config_.sampler)) * dataset_.sample_bytes(),
-      0);
+  for (Window& w : windows_) {
+    w.data.assign(
+        static_cast<size_t>(max_window_samples(blocks_, config_.sampler)) * dataset_.sample_bytes(),
+        0);
+  }
   slots_.resize(static_cast<size_t>(config_.prefetch));
   for (Slot& s : slots_) {
     s.raw.assign(batch * dataset_.sample_bytes(), 0);
@@ -58,7 +61,8 @@ Loader::Loader(const Dataset& dataset, LoaderConfig config)
   }
   staged_.reserve(slots_.size());
 
-  io_thread_ = std::thread([this] { io_main(); });
+  read_thread_ = std::thread([this] { read_main(); });
+  gather_thread_ = std::thread([this] { gather_main(); });
   for (int i = 0; i < config_.workers; ++i) workers_.emplace_back([this] { worker_main(); });
 }
 
@@ -67,10 +71,9 @@ Loader::~Loader() {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
-  slot_freed_.notify_all();
-  slot_staged_.notify_all();
-  slot_ready_.notify_all();
-  if (io_thread_.joinable()) io_thread_.join();
+  notify_all();
+  if (read_thread_.joinable()) read_thread_.join();
+  if (gather_thread_.joinable()) gather_thread_.join();
   for (auto& w : workers_) w.join();
 }
 
@@ -80,9 +83,15 @@ void Loader::fail(std::exception_ptr error) {
     if (!error_) error_ = error;
     stop_ = true;
   }
+  notify_all();
+}
+
+void Loader::notify_all() {
   slot_freed_.notify_all();
   slot_staged_.notify_all();
   slot_ready_.notify_all();
+  window_filled_.notify_all();
+  window_emptied_.notify_all();
 }
 
 Loader::Slot& Loader::acquire_slot(int64_t sequence) {
@@ -96,67 +105,115 @@ Loader::Slot& Loader::acquire_slot(int64_t sequence) {
   return slot;
 }
 
-void Loader::io_main() {
+void Loader::read_main() {
+  try {
+    const size_t sample_bytes = dataset_.sample_bytes();
+    const int64_t batch = config_.batch_size;
+    int64_t windows_read = 0;
+    for (int64_t e = config_.start_epoch;
+         config_.epochs <= 0 || e < config_.start_epoch + config_.epochs; ++e) {
+      auto plan = std::make_shared<const EpochPlan>(
+          plan_epoch(blocks_, dataset_.size(), config_.sampler, e, config_.rank, config_.world));
+      const int64_t first_step = e == config_.start_epoch ? config_.start_step : 0;
+      const int64_t begin = first_step * batch;
+      const int64_t end = std::min<int64_t>(steps_per_epoch_ * batch, samples_per_rank_);
+      for (const auto& w : plan->windows) {
+        if (w.first_position + w.samples <= begin) continue;  // resuming: skip whole windows
+        if (w.first_position >= end) break;
+        Window& window = windows_[static_cast<size_t>(windows_read % 2)];
+        {
+          std::unique_lock<std::mutex> lock(mutex_);
+          window_emptied_.wait(lock, [&] { return stop_ || !window.full; });
+          if (stop_) return;
+        }
+        for (size_t r = w.first_read; r < w.end_read; ++r) {
+          const auto& read = plan->reads[r];
+          dataset_.read_images(
+              read.shard, read.row, read.count,
+              window.data.data() + static_cast<size_t>(read.window_offset) * sample_bytes);
+        }
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          window.plan = plan;
+          window.epoch = e;
+          window.lo = std::max(begin, w.first_position);
+          window.hi = std::min(end, w.first_position + w.samples);
+          window.end = end;
+          window.full = true;
+        }
+        window_filled_.notify_one();
+        ++windows_read;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      windows_total_ = windows_read;
+    }
+    window_filled_.notify_one();
+  } catch (...) {
+    fail(std::current_exception());
+  }
+}
+
+void Loader::gather_main() {
   try {
     const size_t sample_bytes = dataset_.sample_bytes();
     const int64_t batch = config_.batch_size;
     const std::span<const int32_t> labels = dataset_.labels();
     int64_t sequence = 0;
-    for (int64_t e = config_.start_epoch;
-         config_.epochs <= 0 || e < config_.start_epoch + config_.epochs; ++e) {
-      EpochPlan plan =
-          plan_epoch(blocks_, dataset_.size(), config_.sampler, e, config_.rank, config_.world);
-      const int64_t first_step = e == config_.start_epoch ? config_.start_step : 0;
-      const int64_t begin = first_step * batch;
-      const int64_t end = std::min<int64_t>(steps_per_epoch_ * batch, samples_per_rank_);
-      Slot* slot = nullptr;
-      for (const auto& w : plan.windows) {
-        if (w.first_position + w.samples <= begin) continue;  // resuming: skip whole windows
-        if (w.first_position >= end) break;
-        for (size_t r = w.first_read; r < w.end_read; ++r) {
-          const auto& read = plan.reads[r];
-          dataset_.read_images(
-              read.shard, read.row, read.count,
-              window_.data() + static_cast<size_t>(read.window_offset) * sample_bytes);
+    Slot* slot = nullptr;
+    for (int64_t gathered = 0;; ++gathered) {
+      Window& window = windows_[static_cast<size_t>(gathered % 2)];
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        window_filled_.wait(lock, [&] {
+          return stop_ || window.full || (windows_total_ >= 0 && gathered == windows_total_);
+        });
+        if (stop_) return;
+        if (!window.full) break;  // every window gathered
+      }
+      const EpochPlan& plan = *window.plan;
+      for (int64_t k = window.lo; k < window.hi; ++k) {
+        const int64_t in_batch = k % batch;
+        if (in_batch == 0) {
+          slot = &acquire_slot(sequence);
+          {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stop_) return;
+          }
+          const int64_t step = k / batch;
+          slot->batch = Batch{window.epoch,
+                              step,
+                              steps_per_epoch_,
+                              std::min(batch, window.end - step * batch),
+                              config_.augment_on_host ? slot->images.data() : nullptr,
+                              slot->raw.data(),
+                              slot->labels.data(),
+                              slot->indices.data()};
         }
-        const int64_t lo = std::max(begin, w.first_position);
-        const int64_t hi = std::min(end, w.first_position + w.samples);
-        for (int64_t k = lo; k < hi; ++k) {
-          const int64_t in_batch = k % batch;
-          if (in_batch == 0) {
-            slot = &acquire_slot(sequence);
-            {
-              std::lock_guard<std::mutex> lock(mutex_);
-              if (stop_) return;
-            }
-            const int64_t step = k / batch;
-            slot->batch = Batch{e,
-                                step,
-                                steps_per_epoch_,
-                                std::min(batch, end - step * batch),
-                                config_.augment_on_host ? slot->images.data() : nullptr,
-                                slot->raw.data(),
-                                slot->labels.data(),
-                                slot->indices.data()};
+        const int64_t index = plan.order[static_cast<size_t>(k)];
+        std::memcpy(slot->raw.data() + static_cast<size_t>(in_batch) * sample_bytes,
+                    window.data.data() +
+                        static_cast<size_t>(plan.slot[static_cast<size_t>(k)]) * sample_bytes,
+                    sample_bytes);
+        slot->labels[static_cast<size_t>(in_batch)] = labels[static_cast<size_t>(index)];
+        slot->indices[static_cast<size_t>(in_batch)] = index;
+        if (in_batch + 1 == slot->batch.size) {
+          {
+            std::lock_guard<std::mutex> lock(mutex_);
+            slot->state = SlotState::kStaged;
+            staged_.push_back(static_cast<size_t>(slot - slots_.data()));
           }
-          const int64_t index = plan.order[static_cast<size_t>(k)];
-          std::memcpy(slot->raw.data() + static_cast<size_t>(in_batch) * sample_bytes,
-                      window_.data() +
-                          static_cast<size_t>(plan.slot[static_cast<size_t>(k)]) * sample_bytes,
-                      sample_bytes);
-          slot->labels[static_cast<size_t>(in_batch)] = labels[static_cast<size_t>(index)];
-          slot->indices[static_cast<size_t>(in_batch)] = index;
-          if (in_batch + 1 == slot->batch.size) {
-            {
-              std::lock_guard<std::mutex> lock(mutex_);
-              slot->state = SlotState::kStaged;
-              staged_.push_back(static_cast<size_t>(slot - slots_.data()));
-            }
-            slot_staged_.notify_one();
-            ++sequence;
-          }
+          slot_staged_.notify_one();
+          ++sequence;
         }
       }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        window.full = false;
+        window.plan.reset();
+      }
+      window_emptied_.notify_one();
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);

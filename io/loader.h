@@ -1,12 +1,16 @@
-// The training and evaluation input pipeline of one rank: an I/O thread reads this rank's blocks
-// from HDF5 (one HDF5 caller per process: the library holds a global lock) and gathers samples
-// into batch slots; augmentation threads turn the slots' uint8 images into float tensors; the
-// trainer takes finished batches in order. Every buffer is allocated once, in the constructor.
+// The training and evaluation input pipeline of one rank, in four stages that overlap:
+//   read thread    reads this rank's blocks from HDF5, a window at a time, into one of two window
+//                  buffers (one HDF5 caller per loader: the library holds a global lock);
+//   gather thread  copies the other window's samples, in shuffled order, into batch slots;
+//   workers        augment the slots' uint8 images into float tensors;
+//   the trainer    takes finished batches in order from next().
+// Every buffer is allocated once, in the constructor.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -20,7 +24,7 @@ namespace alexnet::io {
 struct LoaderConfig {
   int64_t batch_size = 128;              // per rank
   SamplerConfig sampler;                 // seed, shuffle, window_blocks
-  size_t block_bytes = size_t{4} << 20;  // HDF5 read size (rounded to whole chunks)
+  size_t block_bytes = size_t{1} << 20;  // HDF5 read size (rounded to whole chunks)
   bool drop_last = true;                 // drop an epoch's last partial batch (training) or keep it
   AugmentConfig augment;
   bool augment_on_host = true;  // false: deliver raw uint8 batches only (augment on the device)
@@ -71,8 +75,19 @@ class Loader {
     SlotState state = SlotState::kFree;
   };
 
-  void io_main();
+  // A window of samples read from HDF5, handed from the read thread to the gather thread.
+  struct Window {
+    std::vector<uint8_t> data;  // [max window samples, H, W, C]
+    std::shared_ptr<const EpochPlan> plan;
+    int64_t epoch = 0, lo = 0, hi = 0;  // positions [lo, hi) of plan->order to gather
+    int64_t end = 0;                    // positions this epoch delivers
+    bool full = false;                  // read, not yet gathered
+  };
+
+  void read_main();
+  void gather_main();
   void worker_main();
+  void notify_all();
   Slot& acquire_slot(int64_t sequence);  // I/O thread: waits until the slot is free
   void fail(std::exception_ptr error);
 
@@ -80,11 +95,13 @@ class Loader {
   LoaderConfig config_;
   std::vector<Block> blocks_;
   int64_t samples_per_rank_ = 0, steps_per_epoch_ = 0, sample_elements_ = 0;
-  std::vector<uint8_t> window_;  // the I/O thread's read buffer
+  Window windows_[2];  // double buffer between the read and gather threads
   std::vector<Slot> slots_;
 
   std::mutex mutex_;
   std::condition_variable slot_freed_, slot_staged_, slot_ready_;
+  std::condition_variable window_filled_, window_emptied_;
+  int64_t windows_total_ = -1;  // windows the read thread will deliver, once it is done
   std::vector<size_t> staged_;  // FIFO of staged slots for the workers
   int64_t consumed_ = 0;        // sequence number the trainer takes next
   int64_t produced_end_ = -1;   // total batches, known once the I/O thread is done
@@ -92,7 +109,7 @@ class Loader {
   std::exception_ptr error_;
   Slot* in_use_ = nullptr;
   double wait_seconds_ = 0;
-  std::thread io_thread_;
+  std::thread read_thread_, gather_thread_;
   std::vector<std::thread> workers_;
 };
 
