@@ -257,14 +257,7 @@ ImportResult import_folder(const std::string& root, const FolderImportOptions& f
                                         : std::string("for the validation part")) +
                     " after leaving out " + std::to_string(skipped) + " bad ones");
   }
-  ImportResult result;
-  result.train_files = train.finish();
-  result.train_count = train.count();
-  if (val) {
-    result.val_files = val->finish();
-    result.val_count = val->count();
-  }
-  return result;
+  return finish_parts(train, val.get());
 }
 
 }  // namespace alexnet::io

@@ -56,6 +56,17 @@ ShardWriterConfig writer_config(const std::string& prefix, int64_t height, int64
   return c;
 }
 
+ImportResult finish_parts(ShardWriter& train, ShardWriter* val) {
+  ImportResult result;
+  result.train_files = train.finish();
+  result.train_count = train.count();
+  if (val != nullptr) {
+    result.val_files = val->finish();
+    result.val_count = val->count();
+  }
+  return result;
+}
+
 ImportResult write_in_memory(const std::vector<uint8_t>& images, const std::vector<int32_t>& labels,
                              int64_t height, int64_t width, int64_t channels, int64_t num_classes,
                              const std::vector<std::string>& class_names, const std::string& source,
@@ -87,14 +98,7 @@ ImportResult write_in_memory(const std::vector<uint8_t>& images, const std::vect
     progress.update(++done);
   }
   progress.finish();
-  ImportResult result;
-  result.train_files = train.finish();
-  result.train_count = train.count();
-  if (val) {
-    result.val_files = val->finish();
-    result.val_count = val->count();
-  }
-  return result;
+  return finish_parts(train, val.get());
 }
 
 }  // namespace alexnet::io

@@ -37,6 +37,9 @@ ImportOrder import_order(int64_t n, const ImportOptions& options);
 std::string train_prefix(const ImportOptions& options);
 std::string val_prefix(const ImportOptions& options);
 
+// Finishes both parts (val may be null) once everything is written, and reports them.
+ImportResult finish_parts(ShardWriter& train, ShardWriter* val);
+
 // Writes an in-memory dataset (images [n, H, W, C] uint8, labels [n]).
 ImportResult write_in_memory(const std::vector<uint8_t>& images, const std::vector<int32_t>& labels,
                              int64_t height, int64_t width, int64_t channels, int64_t num_classes,
