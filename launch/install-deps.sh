@@ -13,6 +13,7 @@ packages=(
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image import
   dataset-fashion-mnist                 # the embedded demo dataset
   python3-h5py python3-numpy            # h5py-compatibility tests
+  python3-torch python3-torchvision     # PyTorch as the outside oracle of the model tests
 )
 
 missing=()
