@@ -1,0 +1,79 @@
+// A file of named arrays and attributes in HDF5 (model weights, optimizer state, RNG states,
+// data position), written atomically and verified on load. The trainer maps its state onto
+// names; this file knows nothing of models. Layout (h5dump / h5py readable):
+//   /<group>/<name>  one dataset per array (float32, int64 or uint8), e.g. /model/features.0.weight
+//   attributes on any group or on the root, e.g. /model@arch = "alexnet-torchvision"
+//   /@format = "alexnet-checkpoint-v1", /@checksum_crc32 = CRC-32 of every array's name, shape
+//   and bytes in name order, checked when the file is opened.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace alexnet::io {
+
+using AttributeValue = std::variant<std::string, int64_t, double>;
+
+// Collects arrays, then commit() writes PATH.tmp-PID, flushes and fsyncs it, renames it to PATH
+// and fsyncs the folder: a crash or a full disk at any point leaves either the old PATH or the
+// new one, never a torn file. Without commit(), the destructor removes the temporary.
+class CheckpointWriter {
+ public:
+  explicit CheckpointWriter(std::string path);
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // `name` is a full path such as "/model/features.0.weight"; groups are created as needed.
+  // The data is written now (nothing is kept by reference after the call).
+  void add(const std::string& name, const std::vector<int64_t>& shape, const float* data);
+  void add(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data);
+  void add(const std::string& name, const std::vector<int64_t>& shape, const uint8_t* data);
+  // On a group ("/", "/model") or on an array written before.
+  void set_attribute(const std::string& object, const std::string& name,
+                     const AttributeValue& value);
+  void commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+enum class ArrayType { kFloat32, kInt64, kUint8 };
+
+// Opens and verifies a checkpoint: format attribute and checksum. A damaged, truncated or
+// foreign file throws DataError naming it.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(const std::string& path);
+  ~CheckpointReader();
+  CheckpointReader(CheckpointReader&&) noexcept;
+
+  const std::string& path() const;
+  std::vector<std::string> arrays() const;  // full names, sorted
+  bool has(const std::string& name) const;
+  std::vector<int64_t> shape(const std::string& name) const;
+  ArrayType type(const std::string& name) const;
+  // Reads into out; throws DataError unless the stored shape equals `expected_shape`.
+  void read(const std::string& name, const std::vector<int64_t>& expected_shape,
+            std::span<float> out) const;
+  void read(const std::string& name, const std::vector<int64_t>& expected_shape,
+            std::span<int64_t> out) const;
+  void read(const std::string& name, const std::vector<int64_t>& expected_shape,
+            std::span<uint8_t> out) const;
+  bool has_attribute(const std::string& object, const std::string& name) const;
+  std::string string_attribute(const std::string& object, const std::string& name) const;
+  int64_t int_attribute(const std::string& object, const std::string& name) const;
+  double float_attribute(const std::string& object, const std::string& name) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace alexnet::io
