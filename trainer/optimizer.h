@@ -1,0 +1,141 @@
+// First-order optimizers over one flat float32 parameter buffer (SGD with PyTorch's or the AlexNet
+// paper's momentum rule, Adam, AdamW) and global gradient-norm clipping.
+//
+// Every parameter is a span of one contiguous buffer, and so is its gradient; the optimizer keeps
+// its state in buffers of the same layout, allocated once at construction, and updates the whole
+// buffer, or any range of it, in place. The arithmetic follows torch.optim in torch 1.13 operation
+// by operation in float32 (scalars rounded to float as torch's CPU kernels do), so trajectories
+// agree with PyTorch's to rounding (tests/trainer/test_optimizer.cc).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace alexnet::trainer {
+
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
+
+// How SGD's momentum buffer holds the learning rate.
+//   kPyTorch (torch.optim.SGD, dampening 0): v = mu*v + g;  p -= lr*v
+//            (nesterov: p -= lr*(g + mu*v)). The buffer is in gradient units, so a new lr
+//            applies at once to all of the accumulated momentum.
+//   kPaper   (Krizhevsky et al. 2012, eq. in section 5): v = mu*v - lr*g;  p += v
+//            (nesterov, Sutskever et al. 2013: p += mu*v - lr*g). The buffer is in parameter
+//            units, so a new lr applies only to new gradients. With a constant lr the two rules
+//            give the same parameters, with v_paper = -lr * v_pytorch.
+// g includes coupled weight decay (g + wd*p) in both.
+enum class MomentumRule { kPyTorch, kPaper };
+
+// Throw std::invalid_argument with a one-line message naming the accepted values.
+OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam" | "adamw"
+MomentumRule parse_momentum_rule(const std::string& name);    // "pytorch" | "paper"
+
+struct OptimizerConfig {
+  std::string name = "sgd";  // sgd | adam | adamw
+  // SGD.
+  double momentum = 0.9;  // 0: plain SGD, no state
+  bool nesterov = false;
+  std::string momentum_rule = "pytorch";  // pytorch | paper
+  // All kinds. Coupled: g += wd*p before the update (torch SGD and Adam). Decoupled: p *= 1 - lr*wd
+  // before the update (torch AdamW); "adamw" is always decoupled.
+  double weight_decay = 0;
+  bool decoupled_weight_decay = false;
+  // Adam and AdamW.
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // Global gradient-norm clipping, for the caller to apply with clip_grad_norm() before each
+  // step (the norm is needed over all gradients, which may not all be in one update() call).
+  double clip_grad_norm = 0;  // max L2 norm; 0: off
+};
+
+// Throws std::invalid_argument (one line) for unknown names or values out of range.
+void validate(const OptimizerConfig& config);
+
+// A range of the flat buffer and whether weight decay applies to it (off for biases and
+// batch-norm parameters, say).
+struct DecayRange {
+  size_t offset = 0;
+  size_t count = 0;
+  bool decay = true;
+};
+
+// One named state buffer, a view into the optimizer: what a checkpoint stores.
+struct StateArray {
+  std::string name;
+  std::span<float> values;
+};
+
+class Optimizer {
+ public:
+  // `size`: elements in the flat parameter buffer. `decay_ranges` must tile [0, size) exactly, in
+  // any order (a parameter left out is a layout bug, not a default); empty: decay everywhere.
+  Optimizer(const OptimizerConfig& config, size_t size, std::vector<DecayRange> decay_ranges = {});
+
+  // One full step: begin_step(lr), then update() over the whole buffer.
+  void step(std::span<float> params, std::span<const float> grads, double lr);
+
+  // A step in pieces, e.g. one bucket at a time as its all-reduce completes: begin_step() advances
+  // the step counter and fixes lr and Adam's bias corrections; then update() each range exactly
+  // once. params and grads are the whole flat buffers. Disjoint ranges may be updated from
+  // different threads. No allocation; throws std::invalid_argument on size mismatches.
+  void begin_step(double lr);
+  void update(std::span<float> params, std::span<const float> grads, size_t offset, size_t count);
+
+  // Steps begun so far (torch's state['step'] for Adam).
+  int64_t steps() const { return steps_; }
+
+  // The state for a checkpoint: "momentum" (PyTorch rule: torch's momentum_buffer), "velocity"
+  // (paper rule, in parameter units), or "adam_m" and "adam_v" (torch's exp_avg, exp_avg_sq);
+  // none for plain SGD. Each has size() elements, in the parameters' layout. The step counter is
+  // an integer (a float would stop counting exactly at 2^24) and is saved with steps().
+  std::vector<StateArray> state();
+  // Restores one array, as named by state(); throws std::invalid_argument for a name this
+  // configuration does not have or a size that differs. With every array loaded and
+  // set_steps(), the run continues bit-identically.
+  void load_state(std::string_view name, std::span<const float> values);
+  void set_steps(int64_t steps);
+
+  const OptimizerConfig& config() const { return config_; }
+  OptimizerKind kind() const { return kind_; }
+  size_t size() const { return size_; }
+
+ private:
+  struct Segment {
+    size_t begin, end;
+    bool decay;
+  };
+  void update_segment(float* params, const float* grads, size_t begin, size_t end, bool decay);
+
+  OptimizerConfig config_;
+  OptimizerKind kind_;
+  MomentumRule rule_;
+  bool decoupled_;
+  size_t size_;
+  std::vector<Segment> segments_;  // sorted, tiling [0, size_); adjacent ones differ in decay
+  std::vector<float> first_;       // momentum, velocity or adam_m
+  std::vector<float> second_;      // adam_v
+  int64_t steps_ = 0;
+  // Fixed by begin_step().
+  double lr_ = 0;
+  double step_size_ = 0;              // Adam: lr / (1 - beta1^t)
+  double bias_correction2_sqrt_ = 0;  // Adam: sqrt(1 - beta2^t)
+};
+
+// L2 norm of all gradients, accumulated in double (no overflow for large finite gradients; the
+// same on every rank for the same all-reduced gradients). NaN or Inf when any gradient is.
+double grad_norm(std::span<const float> grads);
+
+// torch.nn.utils.clip_grad_norm_: scales the gradients by max_norm / (norm + 1e-6) when that is
+// below 1; returns the norm before clipping. A NaN or Inf norm is returned with the gradients left
+// as they are (torch would scale them by NaN or 0): the caller decides whether to skip the step.
+// Over several buffers: use grad_norm() on each, combine, and scale_grads().
+double clip_grad_norm(std::span<float> grads, double max_norm);
+// The factor clip_grad_norm applies for `norm` (1 when no clipping is needed or norm is not
+// finite), and the scaling itself.
+double clip_coefficient(double norm, double max_norm);
+void scale_grads(std::span<float> grads, double factor);
+
+}  // namespace alexnet::trainer
