@@ -9,25 +9,16 @@
 
 #include <cstdint>
 
+#include "trainer/op_shapes.h"
+
 namespace alexnet::trainer::reference {
 
-struct Conv2dShape {
-  int64_t batch = 1, in_channels = 1, out_channels = 1;
-  int64_t height = 1, width = 1;  // input
-  int64_t kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_h = 0, pad_w = 0;  // zero padding on both sides
-  int64_t groups = 1;            // in_channels and out_channels divisible by groups
-  // 0 when the kernel does not fit (C++ division truncates toward zero: check the span first).
-  int64_t out_height() const {
-    int64_t span = height + 2 * pad_h - kernel_h;
-    return span < 0 ? 0 : span / stride_h + 1;
-  }
-  int64_t out_width() const {
-    int64_t span = width + 2 * pad_w - kernel_w;
-    return span < 0 ? 0 : span / stride_w + 1;
-  }
-};
+// The shapes are shared with every backend (trainer/op_shapes.h).
+using trainer::BatchNormShape;
+using trainer::Conv2dShape;
+using trainer::DropoutKey;
+using trainer::LrnShape;
+using trainer::Pool2dShape;
 
 // y[N, O, OH, OW] = conv(x[N, I, H, W], w[O, I/g, KH, KW]) + b[O] (b may be null: no bias).
 template <typename T>
@@ -44,20 +35,6 @@ template <typename T>
 void relu_forward(int64_t n, const T* x, T* y);
 template <typename T>
 void relu_backward(int64_t n, const T* y, const T* dy, T* dx);
-
-struct Pool2dShape {
-  int64_t batch = 1, channels = 1, height = 1, width = 1;
-  int64_t kernel = 3, stride = 2, pad = 0;  // AlexNet's overlapping pool: 3x3, stride 2
-  // 0 when the kernel does not fit; pad must be at most kernel / 2 (as PyTorch requires).
-  int64_t out_height() const {
-    int64_t span = height + 2 * pad - kernel;
-    return span < 0 ? 0 : span / stride + 1;
-  }
-  int64_t out_width() const {
-    int64_t span = width + 2 * pad - kernel;
-    return span < 0 ? 0 : span / stride + 1;
-  }
-};
 
 // Max pooling; padding never wins (it is -inf). argmax[N, C, OH, OW] receives the flat index
 // (h * W + w) of each maximum inside its input plane, the first one on ties (as PyTorch).
@@ -76,30 +53,11 @@ template <typename T>
 void adaptive_avg_pool_backward(int64_t batch, int64_t channels, int64_t height, int64_t width,
                                 int64_t out_h, int64_t out_w, const T* dy, T* dx);
 
-// Local response normalization across channels, the paper's form:
-//   y[c] = x[c] / (k + alpha * sum_{c' in window(c)} x[c']^2)^beta,
-// window(c) = [c - size/2, c + (size-1)/2] clipped to the channels. PyTorch's
-// nn.LocalResponseNorm(size, alpha_t, beta, k) is this with alpha = alpha_t / size; Caffe's
-// LRN layer likewise divides its alpha by size. The paper: size 5, alpha 1e-4, beta 0.75, k 2.
-struct LrnShape {
-  int64_t batch = 1, channels = 1, height = 1, width = 1;
-  int64_t size = 5;
-  double alpha = 1e-4, beta = 0.75, k = 2.0;
-};
 template <typename T>
 void lrn_forward(const LrnShape& s, const T* x, T* y);
 template <typename T>
 void lrn_backward(const LrnShape& s, const T* x, const T* dy, T* dx);
 
-// Batch normalization over N, H, W per channel (spatial = H * W; 1 for a [N, C] input).
-// Training: normalizes with the batch's mean and biased variance, stores them in save_mean and
-// save_invstd (1 / sqrt(var + eps)), and updates running_mean / running_var as PyTorch does
-// (unbiased variance, running = (1 - momentum) * running + momentum * batch). Training needs
-// more than one value per channel (batch * spatial > 1).
-struct BatchNormShape {
-  int64_t batch = 1, channels = 1, spatial = 1;
-  double eps = 1e-5, momentum = 0.1;
-};
 template <typename T>
 void batch_norm_forward_training(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
                                  T* y, T* save_mean, T* save_invstd, T* running_mean,
@@ -127,10 +85,6 @@ void linear_backward_weights(int64_t batch, int64_t in, int64_t out, const T* x,
 // draws different masks. mask[i] is 1 where kept, 0 where dropped. p is quantized to 24 bits
 // (the keep probability is exactly 1 - round(p * 2^24) / 2^24); p = 1 drops everything and
 // outputs zeros.
-struct DropoutKey {
-  uint64_t seed = 0, step = 0;
-  uint32_t rank = 0, layer = 0;
-};
 void dropout_mask(int64_t n, double p, const DropoutKey& key, uint8_t* mask);
 template <typename T>
 void dropout_forward(int64_t n, double p, const uint8_t* mask, const T* x, T* y);

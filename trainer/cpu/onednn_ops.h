@@ -1,0 +1,50 @@
+// The oneDNN CPU backend's ops (one file each: onednn_conv.cc, onednn_linear.cc, ...) and the
+// few things they share. Activations are NHWC (channels-last, oneDNN's `nhwc`), where oneDNN 2.x
+// has its fastest AVX-512 convolution kernels and which cuDNN's tensor cores prefer too.
+#pragma once
+
+#include <dnnl.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "trainer/backend.h"
+
+namespace alexnet::trainer::onednn {
+
+// The process's CPU engine and its in-order stream.
+dnnl::engine& engine();
+dnnl::stream& stream();
+
+// Runs a oneDNN call; a dnnl::error becomes std::runtime_error naming the call, where it was,
+// and what it was doing, e.g. "oneDNN convolution_forward::primitive_desc failed at
+// trainer/cpu/onednn_conv.cc:42 while creating conv 96x11x11/4 on 227x227x3: could not create a
+// primitive descriptor (status 3)".
+#define ALEXNET_DNNL_CHECK(call, what)                                                            \
+  [&]() -> decltype(auto) {                                                                       \
+    try {                                                                                         \
+      return (call);                                                                              \
+    } catch (const dnnl::error& e) {                                                              \
+      throw std::runtime_error(std::string("oneDNN call ") + #call + " failed at " __FILE__ ":" + \
+                               std::to_string(__LINE__) + " while " + (what) + ": " + e.what() +  \
+                               " (status " + std::to_string(int(e.status)) + ")");                \
+    }                                                                                             \
+  }()
+
+std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dShape& shape, bool bias);
+std::unique_ptr<LinearOp> make_linear(int64_t batch, int64_t in, int64_t out, bool bias);
+std::unique_ptr<ReluOp> make_relu(int64_t elements);
+std::unique_ptr<FlattenOp> make_flatten(int64_t batch, int64_t channels, int64_t height,
+                                        int64_t width);
+std::unique_ptr<SoftmaxCrossEntropyOp> make_softmax_cross_entropy(int64_t batch, int64_t classes,
+                                                                  double label_smoothing);
+std::unique_ptr<MaxPoolOp> make_max_pool(const Pool2dShape& shape);
+std::unique_ptr<AdaptiveAvgPoolOp> make_adaptive_avg_pool(int64_t batch, int64_t channels,
+                                                          int64_t height, int64_t width,
+                                                          int64_t out_h, int64_t out_w);
+std::unique_ptr<LrnOp> make_lrn(const LrnShape& shape);
+std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormShape& shape);
+std::unique_ptr<DropoutOp> make_dropout(int64_t elements, double p);
+
+}  // namespace alexnet::trainer::onednn
