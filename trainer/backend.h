@@ -166,5 +166,7 @@ class Backend {
 // tests; "onednn" is the CPU backend; "cuda" exists where the build found CUDA, cuDNN and NCCL.
 std::unique_ptr<Backend> make_reference_backend();
 std::unique_ptr<Backend> make_onednn_backend();
+// By name: "reference", "onednn" (and "cuda" in CUDA builds); std::invalid_argument otherwise.
+std::unique_ptr<Backend> make_backend(const std::string& name);
 
 }  // namespace alexnet::trainer

@@ -1,6 +1,7 @@
 // The oneDNN CPU backend's ops (one file each: onednn_conv.cc, onednn_linear.cc, ...) and the
-// few things they share. Activations are NHWC (channels-last, oneDNN's `nhwc`), where oneDNN 2.x
-// has its fastest AVX-512 convolution kernels and which cuDNN's tensor cores prefer too.
+// few things they share. Activations are NHWC (channels-last, oneDNN's `nhwc`), which oneDNN 2.x's
+// JIT convolutions take directly (with weights in the format they choose) and which cuDNN's
+// tensor cores prefer too.
 #pragma once
 
 #include <dnnl.hpp>
@@ -21,14 +22,15 @@ dnnl::stream& stream();
 // and what it was doing, e.g. "oneDNN convolution_forward::primitive_desc failed at
 // trainer/cpu/onednn_conv.cc:42 while creating conv 96x11x11/4 on 227x227x3: could not create a
 // primitive descriptor (status 3)".
-#define ALEXNET_DNNL_CHECK(call, what)                                                            \
+#define ALEXNET_DNNL_CHECK(call, context)                                                         \
   [&]() -> decltype(auto) {                                                                       \
     try {                                                                                         \
       return (call);                                                                              \
-    } catch (const dnnl::error& e) {                                                              \
+    } catch (const dnnl::error& dnnl_error_) {                                                    \
       throw std::runtime_error(std::string("oneDNN call ") + #call + " failed at " __FILE__ ":" + \
-                               std::to_string(__LINE__) + " while " + (what) + ": " + e.what() +  \
-                               " (status " + std::to_string(int(e.status)) + ")");                \
+                               std::to_string(__LINE__) + " while " + (context) + ": " +          \
+                               dnnl_error_.what() + " (status " +                                 \
+                               std::to_string(int(dnnl_error_.status)) + ")");                    \
     }                                                                                             \
   }()
 

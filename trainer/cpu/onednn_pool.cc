@@ -1,0 +1,326 @@
+// oneDNN max pooling and adaptive average pooling over NHWC activations, matching the reference
+// ops (trainer/cpu/reference_ops.h): max pooling's padding never wins, adaptive bins are
+// PyTorch's [floor(i * H / oh), ceil((i + 1) * H / oh)).
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "trainer/cpu/onednn_ops.h"
+
+namespace alexnet::trainer::onednn {
+namespace {
+
+using dnnl::algorithm;
+using dnnl::memory;
+using dnnl::prop_kind;
+using Args = std::unordered_map<int, memory>;
+using Tag = memory::format_tag;
+
+// oneDNN memory objects take a mutable handle; the ops only read what the caller passes as const.
+void* handle(const float* p) { return const_cast<float*>(p); }
+
+// Runs one primitive and waits: the host loops after it (and callers reading host memory) need
+// its results. With oneDNN's OpenMP runtime the wait costs nothing, as execution is synchronous.
+// (The parameter is named `what` on purpose: ALEXNET_DNNL_CHECK's own parameter is `what`, and
+// the macro also calls e.what(), so any other argument name breaks the expansion.)
+void run(dnnl::primitive& p, const Args& args, const std::string& what) {
+  ALEXNET_DNNL_CHECK(p.execute(stream(), args), what);
+  ALEXNET_DNNL_CHECK(stream().wait(), what);
+}
+
+// A memory object without a buffer: each call points it at the caller's array.
+memory unbound(const memory::desc& md, const std::string& what) {
+  return ALEXNET_DNNL_CHECK(memory(md, engine(), DNNL_MEMORY_NONE), what);
+}
+
+memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
+}
+
+[[noreturn]] void fail(const char* op, const std::string& what) {
+  throw std::invalid_argument(std::string(op) + ": " + what);
+}
+
+void require_positive(const char* op, const char* name, int64_t value) {
+  if (value <= 0) fail(op, std::string(name) + " must be positive, got " + std::to_string(value));
+}
+
+// The reference's rules (reference_ops.cc), checked once at creation rather than every call.
+void validate(const Pool2dShape& s) {
+  const char* op = "max_pool";
+  require_positive(op, "batch", s.batch);
+  require_positive(op, "channels", s.channels);
+  require_positive(op, "height", s.height);
+  require_positive(op, "width", s.width);
+  require_positive(op, "kernel", s.kernel);
+  require_positive(op, "stride", s.stride);
+  if (s.pad < 0) fail(op, "pad must not be negative, got " + std::to_string(s.pad));
+  // PyTorch's rule; it also guarantees that every window holds at least one input element, so
+  // no output is made of padding alone.
+  if (s.pad > s.kernel / 2) fail(op, "pad must be at most half the kernel");
+  if (s.kernel > s.height + 2 * s.pad || s.kernel > s.width + 2 * s.pad) {
+    fail(op, "kernel is larger than the padded input");
+  }
+}
+
+std::string describe(const Pool2dShape& s) {
+  return "max pool " + std::to_string(s.kernel) + "x" + std::to_string(s.kernel) + "/" +
+         std::to_string(s.stride) + " pad " + std::to_string(s.pad) + " on " +
+         std::to_string(s.height) + "x" + std::to_string(s.width) + "x" +
+         std::to_string(s.channels) + " (batch " + std::to_string(s.batch) + ")";
+}
+
+// oneDNN's max pooling skips padded points, so padding never wins, as with the reference's -inf
+// padding (the test checks it with all-negative inputs, where a zero padding would win). The
+// workspace records which element of each window won; backward routes dy there.
+// One known difference: oneDNN's maximum skips NaN (a window holding a NaN and numbers yields the
+// largest number), where the reference, like PyTorch, propagates it. Only a diverged run feeds
+// NaN to a pool; matching the reference would take a scan of every input plus a loop fallback
+// (with its own argmax for backward) for that rare case.
+class OnednnMaxPool final : public MaxPoolOp {
+ public:
+  explicit OnednnMaxPool(const Pool2dShape& s) {
+    validate(s);
+    const std::string what = "creating " + describe(s);
+    const memory::desc x_md = nhwc(s.batch, s.channels, s.height, s.width);
+    const memory::desc y_md = nhwc(s.batch, s.channels, s.out_height(), s.out_width());
+    const memory::dims strides{s.stride, s.stride}, kernel{s.kernel, s.kernel};
+    // Symmetric padding: oneDNN requires (H + 2 pad - kernel) / stride + 1 == OH, the same
+    // truncating division as Pool2dShape::out_height(), so both leave the bottom and right
+    // padding partly unused when the stride does not divide the span.
+    const memory::dims pad{s.pad, s.pad};
+    using Fwd = dnnl::pooling_forward;
+    using Bwd = dnnl::pooling_backward;
+    const auto train_pd = ALEXNET_DNNL_CHECK(
+        Fwd::primitive_desc(Fwd::desc(prop_kind::forward_training, algorithm::pooling_max, x_md,
+                                      y_md, strides, kernel, pad, pad),
+                            engine()),
+        what);
+    const auto infer_pd = ALEXNET_DNNL_CHECK(
+        Fwd::primitive_desc(Fwd::desc(prop_kind::forward_inference, algorithm::pooling_max, x_md,
+                                      y_md, strides, kernel, pad, pad),
+                            engine()),
+        what);
+    const auto bwd_pd = ALEXNET_DNNL_CHECK(
+        Bwd::primitive_desc(
+            Bwd::desc(algorithm::pooling_max, x_md, y_md, strides, kernel, pad, pad), engine(),
+            train_pd),
+        what);
+    train_ = ALEXNET_DNNL_CHECK(Fwd(train_pd), what);
+    infer_ = ALEXNET_DNNL_CHECK(Fwd(infer_pd), what);
+    backward_ = ALEXNET_DNNL_CHECK(Bwd(bwd_pd), what);
+    workspace_ = ALEXNET_DNNL_CHECK(memory(train_pd.workspace_desc(), engine()), what);
+    x_ = unbound(x_md, what);
+    y_ = unbound(y_md, what);
+    dy_ = unbound(y_md, what);
+    dx_ = unbound(x_md, what);
+    train_args_ = {{DNNL_ARG_SRC, x_}, {DNNL_ARG_DST, y_}, {DNNL_ARG_WORKSPACE, workspace_}};
+    infer_args_ = {{DNNL_ARG_SRC, x_}, {DNNL_ARG_DST, y_}};
+    backward_args_ = {
+        {DNNL_ARG_DIFF_DST, dy_}, {DNNL_ARG_DIFF_SRC, dx_}, {DNNL_ARG_WORKSPACE, workspace_}};
+    what_ = "running " + describe(s);
+  }
+
+  void forward(const float* x, float* y, bool training) override {
+    x_.set_data_handle(handle(x));
+    y_.set_data_handle(y);
+    if (training) {
+      run(train_, train_args_, what_);
+      have_workspace_ = true;
+    } else {
+      run(infer_, infer_args_, what_);
+    }
+  }
+
+  void backward(const float* dy, float* dx) override {
+    // An unwritten workspace holds arbitrary window offsets; backward would scatter through them.
+    if (!have_workspace_) throw std::logic_error("max_pool: backward before a training forward");
+    dy_.set_data_handle(handle(dy));
+    dx_.set_data_handle(dx);
+    run(backward_, backward_args_, what_);
+  }
+
+ private:
+  std::string what_;  // what a failing call was doing, for its error
+  dnnl::primitive train_, infer_, backward_;
+  memory workspace_, x_, y_, dy_, dx_;
+  Args train_args_, infer_args_, backward_args_;
+  bool have_workspace_ = false;
+};
+
+// PyTorch's adaptive average pooling, three ways by shape: a copy when the output is the input's
+// size (torchvision AlexNet's 6x6 -> 6x6 at 224x224); one oneDNN average pooling when the bins
+// are uniform (H % oh == 0 and W % ow == 0, bins of H/oh x W/ow without overlap or padding);
+// otherwise plain loops over the overlapping bins, vectorized along the contiguous channels.
+class OnednnAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
+ public:
+  OnednnAdaptiveAvgPool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow)
+      : n_(n), c_(c), h_(h), w_(w), oh_(oh), ow_(ow) {
+    const char* op = "adaptive_avg_pool";
+    require_positive(op, "batch", n);
+    require_positive(op, "channels", c);
+    require_positive(op, "height", h);
+    require_positive(op, "width", w);
+    require_positive(op, "out_h", oh);
+    require_positive(op, "out_w", ow);
+    const std::string shape = std::to_string(h) + "x" + std::to_string(w) + "x" +
+                              std::to_string(c) + " -> " + std::to_string(oh) + "x" +
+                              std::to_string(ow) + " (batch " + std::to_string(n) + ")";
+    if (oh == h && ow == w) {
+      mode_ = Mode::kCopy;
+    } else if (h % oh == 0 && w % ow == 0) {
+      mode_ = Mode::kOnednn;
+      make_primitives("creating adaptive average pool " + shape);
+    } else {
+      mode_ = Mode::kLoop;
+      for (int64_t i = 0; i < oh; ++i) {
+        h_bins_.push_back({bin_start(i, h, oh), bin_end(i, h, oh)});
+      }
+      for (int64_t i = 0; i < ow; ++i) {
+        w_bins_.push_back({bin_start(i, w, ow), bin_end(i, w, ow)});
+      }
+    }
+    what_ = "running adaptive average pool " + shape;
+  }
+
+  void forward(const float* x, float* y) override {
+    switch (mode_) {
+      case Mode::kCopy:
+        if (x != y) std::memmove(y, x, bytes(n_ * h_ * w_ * c_));
+        return;
+      case Mode::kOnednn:
+        x_.set_data_handle(handle(x));
+        y_.set_data_handle(y);
+        run(forward_, forward_args_, what_);
+        return;
+      case Mode::kLoop:
+        forward_loop(x, y);
+        return;
+    }
+  }
+
+  void backward(const float* dy, float* dx) override {
+    switch (mode_) {
+      case Mode::kCopy:
+        if (dy != dx) std::memmove(dx, dy, bytes(n_ * h_ * w_ * c_));
+        return;
+      case Mode::kOnednn:
+        dy_.set_data_handle(handle(dy));
+        dx_.set_data_handle(dx);
+        run(backward_, backward_args_, what_);
+        return;
+      case Mode::kLoop:
+        backward_loop(dy, dx);
+        return;
+    }
+  }
+
+ private:
+  enum class Mode { kCopy, kOnednn, kLoop };
+  struct Bin {
+    int64_t begin, end;
+  };
+
+  static size_t bytes(int64_t floats) { return static_cast<size_t>(floats) * sizeof(float); }
+  static int64_t bin_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
+  static int64_t bin_end(int64_t i, int64_t in, int64_t out) {
+    return ((i + 1) * in + out - 1) / out;
+  }
+
+  void make_primitives(const std::string& what) {
+    const memory::desc x_md = nhwc(n_, c_, h_, w_), y_md = nhwc(n_, c_, oh_, ow_);
+    const memory::dims kernel{h_ / oh_, w_ / ow_}, none{0, 0};
+    using Fwd = dnnl::pooling_forward;
+    using Bwd = dnnl::pooling_backward;
+    // No padding, so excluding it changes nothing; it names the intent (divide by the bin size).
+    const auto fwd_pd =
+        ALEXNET_DNNL_CHECK(Fwd::primitive_desc(Fwd::desc(prop_kind::forward_training,
+                                                         algorithm::pooling_avg_exclude_padding,
+                                                         x_md, y_md, kernel, kernel, none, none),
+                                               engine()),
+                           what);
+    const auto bwd_pd =
+        ALEXNET_DNNL_CHECK(Bwd::primitive_desc(Bwd::desc(algorithm::pooling_avg_exclude_padding,
+                                                         x_md, y_md, kernel, kernel, none, none),
+                                               engine(), fwd_pd),
+                           what);
+    forward_ = ALEXNET_DNNL_CHECK(Fwd(fwd_pd), what);
+    backward_ = ALEXNET_DNNL_CHECK(Bwd(bwd_pd), what);
+    x_ = unbound(x_md, what);
+    y_ = unbound(y_md, what);
+    dy_ = unbound(y_md, what);
+    dx_ = unbound(x_md, what);
+    forward_args_ = {{DNNL_ARG_SRC, x_}, {DNNL_ARG_DST, y_}};
+    backward_args_ = {{DNNL_ARG_DIFF_DST, dy_}, {DNNL_ARG_DIFF_SRC, dx_}};
+  }
+
+  // [N, H, W, C] -> [N, OH, OW, C]: each output pixel sums its bin's rows of C channels.
+  void forward_loop(const float* x, float* y) const {
+    const int64_t C = c_;
+    for (int64_t n = 0; n < n_; ++n) {
+      for (int64_t oh = 0; oh < oh_; ++oh) {
+        const Bin hb = h_bins_[static_cast<size_t>(oh)];
+        for (int64_t ow = 0; ow < ow_; ++ow) {
+          const Bin wb = w_bins_[static_cast<size_t>(ow)];
+          float* out = y + ((n * oh_ + oh) * ow_ + ow) * C;
+          std::fill(out, out + C, 0.0f);
+          for (int64_t ih = hb.begin; ih < hb.end; ++ih) {
+            for (int64_t iw = wb.begin; iw < wb.end; ++iw) {
+              const float* in = x + ((n * h_ + ih) * w_ + iw) * C;
+              for (int64_t c = 0; c < C; ++c) out[c] += in[c];
+            }
+          }
+          const auto count = static_cast<float>((hb.end - hb.begin) * (wb.end - wb.begin));
+          for (int64_t c = 0; c < C; ++c) out[c] /= count;
+        }
+      }
+    }
+  }
+
+  // Bins overlap when the sizes do not divide, so an input may receive several contributions.
+  void backward_loop(const float* dy, float* dx) const {
+    const int64_t C = c_;
+    std::fill(dx, dx + n_ * h_ * w_ * C, 0.0f);
+    for (int64_t n = 0; n < n_; ++n) {
+      for (int64_t oh = 0; oh < oh_; ++oh) {
+        const Bin hb = h_bins_[static_cast<size_t>(oh)];
+        for (int64_t ow = 0; ow < ow_; ++ow) {
+          const Bin wb = w_bins_[static_cast<size_t>(ow)];
+          const float* g = dy + ((n * oh_ + oh) * ow_ + ow) * C;
+          const auto count = static_cast<float>((hb.end - hb.begin) * (wb.end - wb.begin));
+          for (int64_t ih = hb.begin; ih < hb.end; ++ih) {
+            for (int64_t iw = wb.begin; iw < wb.end; ++iw) {
+              float* in = dx + ((n * h_ + ih) * w_ + iw) * C;
+              for (int64_t c = 0; c < C; ++c) in[c] += g[c] / count;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  int64_t n_, c_, h_, w_, oh_, ow_;
+  Mode mode_ = Mode::kCopy;
+  std::string what_;  // what a failing call was doing, for its error
+  std::vector<Bin> h_bins_, w_bins_;
+  dnnl::primitive forward_, backward_;
+  memory x_, y_, dy_, dx_;
+  Args forward_args_, backward_args_;
+};
+
+}  // namespace
+
+std::unique_ptr<MaxPoolOp> make_max_pool(const Pool2dShape& shape) {
+  return std::make_unique<OnednnMaxPool>(shape);
+}
+
+std::unique_ptr<AdaptiveAvgPoolOp> make_adaptive_avg_pool(int64_t batch, int64_t channels,
+                                                          int64_t height, int64_t width,
+                                                          int64_t out_h, int64_t out_w) {
+  return std::make_unique<OnednnAdaptiveAvgPool>(batch, channels, height, width, out_h, out_w);
+}
+
+}  // namespace alexnet::trainer::onednn
