@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash launch/install-deps.sh
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target alexnet-data
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target alexnet-data alexnet-train
 
 SRC=/usr/share/datasets/fashion-mnist
 DATA=${DATA_DIR:-data}
@@ -26,5 +26,6 @@ fi
 
 echo
 echo "run-demo: Fashion-MNIST is imported under $DATA/ and checked."
-echo "run-demo: training (mpirun -np 2 build/bin/alexnet-train) is not built yet: the model and"
-echo "run-demo: distributed-training work is still open. Stopping after the import."
+echo "run-demo: data-parallel training (mpirun -np 2 build/bin/alexnet-train) is not built yet: the"
+echo "run-demo: distributed-training work is still open. Stopping after the import. Single-process"
+echo "run-demo: training exists: build/bin/alexnet-train --config configs/fashion-mnist-mini.cfg"

@@ -1,0 +1,50 @@
+// alexnet-train's options: one table with defaults and help, read from an INI config file
+// (sections become prefixes: [train] batch_size = 64 is train.batch_size) and the command line,
+// the command line winning. Unknown keys are errors, never ignored.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace alexnet::trainer {
+
+struct TrainOptions {
+  std::string config_file;
+  std::string arch = "alexnet-mini";
+  std::string backend = "onednn";
+  std::vector<std::string> train_files, val_files;
+  int data_workers = 2;
+  int64_t batch_size = 128;  // per rank
+  int64_t epochs = 1;
+  int64_t max_steps = 0;  // 0: no limit
+  int64_t val_every = 0;  // steps; 0: at the end of every epoch only
+  int64_t log_every = 50;
+  bool random_crop = true, flip = true;
+  int64_t pad = 0;
+  double lighting = 0;
+  std::string optimizer = "sgd";
+  double lr = 0.01, momentum = 0.9, weight_decay = 5e-4;
+  bool nesterov = false;
+  std::string momentum_rule = "pytorch";
+  double beta1 = 0.9, beta2 = 0.999;
+  double clip_grad_norm = 0;
+  std::string schedule = "constant";
+  int64_t warmup_steps = 0, step_epochs = 30, plateau_patience = 1;
+  std::string milestones;
+  double gamma = 0.1, min_lr = 0;
+  double label_smoothing = 0;
+  std::string run_dir = "runs/default";
+  uint64_t seed = 0;
+  bool summary = false;
+  bool print_config = false;
+};
+
+// Parses argv (and the --config file). Returns false after printing --help. Throws
+// std::invalid_argument with a one-line message for a bad or unknown option or a bad value.
+bool parse_train_options(int argc, char** argv, TrainOptions& options);
+
+// The resolved configuration as INI text (stored with the weights; printed by --print-config).
+std::string config_text(const TrainOptions& options);
+
+}  // namespace alexnet::trainer

@@ -1,0 +1,45 @@
+// Model <-> weights file mapping.
+#include "trainer/weights_file.h"
+
+#include "io/checkpoint_file.h"
+#include "io/error.h"
+
+namespace alexnet::trainer {
+
+void save_weights(const std::string& path, const ModelSpec& spec, const std::vector<float>& params,
+                  const std::vector<float>& buffers, const std::string& config) {
+  io::CheckpointWriter w(path);
+  for (const LayerSpec& l : spec.layers) {
+    for (const ParamSpec& p : l.params) {
+      const float* src = (p.is_buffer ? buffers.data() : params.data()) + p.offset;
+      w.add("/model/" + p.name, p.shape, src);
+    }
+  }
+  w.set_attribute("/model", "arch", spec.arch);
+  w.set_attribute("/model", "num_classes", spec.num_classes);
+  w.set_attribute("/", "config", config);
+  w.commit();
+}
+
+std::string weights_arch(const std::string& path) {
+  return io::CheckpointReader(path).string_attribute("/model", "arch");
+}
+
+void load_weights(const std::string& path, const ModelSpec& spec, std::vector<float>& params,
+                  std::vector<float>& buffers) {
+  io::CheckpointReader r(path);
+  const std::string arch = r.string_attribute("/model", "arch");
+  if (arch != spec.arch) {
+    throw io::DataError("'" + path + "': weights of " + arch + ", not " + spec.arch);
+  }
+  params.assign(static_cast<size_t>(spec.param_floats), 0.0f);
+  buffers.assign(static_cast<size_t>(spec.buffer_floats), 0.0f);
+  for (const LayerSpec& l : spec.layers) {
+    for (const ParamSpec& p : l.params) {
+      float* dst = (p.is_buffer ? buffers.data() : params.data()) + p.offset;
+      r.read("/model/" + p.name, p.shape, std::span<float>(dst, static_cast<size_t>(p.numel())));
+    }
+  }
+}
+
+}  // namespace alexnet::trainer
