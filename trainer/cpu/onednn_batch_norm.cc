@@ -13,19 +13,6 @@ namespace {
 
 using dnnl::memory;
 using dnnl::normalization_flags;
-using Args = std::unordered_map<int, memory>;
-
-// oneDNN memory objects take a mutable handle; the op only reads what the caller passes as const.
-void* handle(const float* p) { return const_cast<float*>(p); }
-
-// Runs one primitive and waits: the host loops after it (and callers reading host memory) need
-// its results. With oneDNN's OpenMP runtime the wait costs nothing, as execution is synchronous.
-// (The parameter is named `what` on purpose: ALEXNET_DNNL_CHECK's own parameter is `what`, and
-// the macro also calls e.what(), so any other argument name breaks the expansion.)
-void run(dnnl::primitive& p, const Args& args, const std::string& what) {
-  ALEXNET_DNNL_CHECK(p.execute(stream(), args), what);
-  ALEXNET_DNNL_CHECK(stream().wait(), what);
-}
 
 void require_positive(const char* name, int64_t value) {
   if (value <= 0) {

@@ -10,7 +10,6 @@ namespace alexnet::trainer::onednn {
 namespace {
 
 using dnnl::memory;
-using Args = std::unordered_map<int, memory>;
 
 // Let oneDNN pick the weights' layout (format_tag::any: a channel-blocked one for its JIT
 // kernels) and reorder PyTorch's OIHW into it on every call. With NHWC activations
@@ -20,17 +19,6 @@ using Args = std::unordered_map<int, memory>;
 // conv1's 3 input channels). The reorder is cheap beside the convolution: the weights are small
 // next to the activations, and the buffers it writes are allocated here, once.
 constexpr bool kOneDnnChoosesWeightsLayout = true;
-
-// Points a memory object made once at the caller's array for this call (oneDNN takes void*; the
-// ops only read what the caller passes as const).
-void point(const memory& m, const float* p) {
-  ALEXNET_DNNL_CHECK(m.set_data_handle(const_cast<float*>(p)), "setting a data handle");
-}
-
-// A memory object without a buffer, for the caller's arrays.
-memory unbound(const memory::desc& md, const std::string& what) {
-  return ALEXNET_DNNL_CHECK(memory(md, engine(), DNNL_MEMORY_NONE), what);
-}
 
 std::string describe(const Conv2dShape& s) {
   return "conv " + std::to_string(s.out_channels) + "x" + std::to_string(s.in_channels) + "x" +

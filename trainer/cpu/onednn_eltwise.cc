@@ -13,7 +13,6 @@ namespace alexnet::trainer::onednn {
 namespace {
 
 using dnnl::memory;
-using Args = std::unordered_map<int, memory>;
 
 // ReLU as plain loops, not oneDNN's eltwise_relu: oneDNN 2.6's JIT ReLU computes max(x, 0),
 // which turns a NaN into 0, and its use-dst backward gives 0 where the output is NaN. The
@@ -89,9 +88,6 @@ class OneDnnFlatten final : public FlattenOp {
   }
 
   // oneDNN takes void*; the op only reads what the caller passes as const.
-  static void point(const memory& m, const float* p) {
-    ALEXNET_DNNL_CHECK(m.set_data_handle(const_cast<float*>(p)), "setting a data handle");
-  }
 
   memory nhwc_, nchw_;
   dnnl::reorder forward_, backward_;

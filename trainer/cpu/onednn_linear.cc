@@ -10,18 +10,6 @@ namespace alexnet::trainer::onednn {
 namespace {
 
 using dnnl::memory;
-using Args = std::unordered_map<int, memory>;
-
-// Points a memory object made once at the caller's array for this call (oneDNN takes void*; the
-// ops only read what the caller passes as const).
-void point(const memory& m, const float* p) {
-  ALEXNET_DNNL_CHECK(m.set_data_handle(const_cast<float*>(p)), "setting a data handle");
-}
-
-// A memory object without a buffer, for the caller's arrays.
-memory unbound(const memory::desc& md, const std::string& what) {
-  return ALEXNET_DNNL_CHECK(memory(md, engine(), DNNL_MEMORY_NONE), what);
-}
 
 // The weights stay in PyTorch's `oi` layout. A blocked layout would mean reordering the whole
 // matrix on every call, and a fully connected layer's weights are its biggest operand (AlexNet's

@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include "trainer/backend.h"
 
@@ -33,6 +34,30 @@ dnnl::stream& stream();
                                std::to_string(int(dnnl_error_.status)) + ")");                    \
     }                                                                                             \
   }()
+
+// ---- Shared by the op files ----
+
+using Args = std::unordered_map<int, dnnl::memory>;
+
+// oneDNN memory objects take a mutable handle; the ops only read what the caller passes as const.
+inline void* handle(const float* p) { return const_cast<float*>(p); }
+
+// Points a memory object made once at the caller's array for this call.
+inline void point(const dnnl::memory& m, const float* p) {
+  ALEXNET_DNNL_CHECK(m.set_data_handle(handle(p)), "setting a data handle");
+}
+
+// A memory object without a buffer, for the caller's arrays.
+inline dnnl::memory unbound(const dnnl::memory::desc& md, const std::string& context) {
+  return ALEXNET_DNNL_CHECK(dnnl::memory(md, engine(), DNNL_MEMORY_NONE), context);
+}
+
+// Runs one primitive and waits: the host loops after it (and callers reading host memory) need
+// its results; with an OpenMP or TBB CPU runtime execution is synchronous and the wait is free.
+inline void run(dnnl::primitive& p, const Args& args, const std::string& context) {
+  ALEXNET_DNNL_CHECK(p.execute(stream(), args), context);
+  ALEXNET_DNNL_CHECK(stream().wait(), context);
+}
 
 std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dShape& shape, bool bias);
 std::unique_ptr<LinearOp> make_linear(int64_t batch, int64_t in, int64_t out, bool bias);

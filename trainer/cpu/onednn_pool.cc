@@ -16,25 +16,7 @@ namespace {
 using dnnl::algorithm;
 using dnnl::memory;
 using dnnl::prop_kind;
-using Args = std::unordered_map<int, memory>;
 using Tag = memory::format_tag;
-
-// oneDNN memory objects take a mutable handle; the ops only read what the caller passes as const.
-void* handle(const float* p) { return const_cast<float*>(p); }
-
-// Runs one primitive and waits: the host loops after it (and callers reading host memory) need
-// its results. With oneDNN's OpenMP runtime the wait costs nothing, as execution is synchronous.
-// (The parameter is named `what` on purpose: ALEXNET_DNNL_CHECK's own parameter is `what`, and
-// the macro also calls e.what(), so any other argument name breaks the expansion.)
-void run(dnnl::primitive& p, const Args& args, const std::string& what) {
-  ALEXNET_DNNL_CHECK(p.execute(stream(), args), what);
-  ALEXNET_DNNL_CHECK(stream().wait(), what);
-}
-
-// A memory object without a buffer: each call points it at the caller's array.
-memory unbound(const memory::desc& md, const std::string& what) {
-  return ALEXNET_DNNL_CHECK(memory(md, engine(), DNNL_MEMORY_NONE), what);
-}
 
 memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
   return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
