@@ -16,6 +16,7 @@
 
 #include "io/dataset.h"
 #include "tests/io/test_util.h"
+#include "tests/subprocess.h"
 
 namespace alexnet::io {
 namespace {
@@ -29,23 +30,9 @@ const std::string kScript = ALEXNET_SOURCE_DIR "/tests/io/write_h5py_dataset.py"
 // Odd sizes everywhere, so chunk edges fall inside images and rows.
 constexpr int64_t kN = 37, kH = 13, kW = 11, kC = 3, kClasses = 5;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-// Runs `command` with stdout and stderr captured in `log`; returns the exit status (-1 when it
-// did not exit normally).
-int run(const std::string& command, const std::string& log) {
-  int status = std::system((command + " >" + shell_quote(log) + " 2>&1 </dev/null").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using test::read_text;
+using test::run;
+using test::shell_quote;
 
 // All pixels and labels of a dataset, in global order.
 struct Contents {

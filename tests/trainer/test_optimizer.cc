@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/subprocess.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/optimizer.h"
 
@@ -75,23 +76,9 @@ constexpr double kExactTolerance = 2e-6;
 // where we use closed forms, which drift apart by an ulp or so per step over a few dozen steps.
 constexpr double kLrTolerance = 1e-12;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-// Runs `command` with stdout and stderr captured in `log`; returns the exit status (-1 when it
-// did not exit normally).
-int run(const std::string& command, const std::string& log) {
-  int status = std::system((command + " >" + shell_quote(log) + " 2>&1 </dev/null").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using test::read_text;
+using test::run;
+using test::shell_quote;
 
 // The script's arrays, computed once per test binary (importing torch takes a second or two);
 // `error` says why they are not there.

@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tests/subprocess.h"
 #include "trainer/cpu/reference_ops.h"
 
 namespace alexnet::trainer::reference {
@@ -34,23 +35,9 @@ static_assert(std::endian::native == std::endian::little, "the oracle's files ar
 const std::string kPython = "/usr/bin/python3";
 const std::string kScript = ALEXNET_SOURCE_DIR "/tests/trainer/torch_reference_ops.py";
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-// Runs `command` with stdout and stderr captured in `log`; returns the exit status (-1 when it
-// did not exit normally).
-int run(const std::string& command, const std::string& log) {
-  int status = std::system((command + " >" + shell_quote(log) + " 2>&1 </dev/null").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using test::read_text;
+using test::run;
+using test::shell_quote;
 
 // A fresh folder under the system's temporary directory, removed with everything in it.
 class TempDir {
