@@ -277,8 +277,8 @@ void build_torchvision(Builder& b, int64_t num_classes) {
   b.linear(num_classes);
 }
 
-// The seed document's Keras Sequential model, read from its code (which its summary excerpt
-// and the published total confirm), not from its prose:
+// The seed document's Keras Sequential model, read from its code, which its summary excerpt
+// (cut off at conv2d_3) and the published total confirm, not from its prose:
 //  - every convolution is 'valid' (no padding), so at 224 px the spatial sizes run
 //    54 -> pool 26 -> 22 -> pool 10 -> 8 -> 6 -> 4 -> pool 1, and flatten gives 256 * 1 * 1 = 256
 //    features, not the 9216 (= 256 x 6 x 6) that the prose's "flatten ... 9216" suggests: 9216
