@@ -14,6 +14,7 @@ packages=(
   dataset-fashion-mnist                 # the embedded demo dataset
   python3-h5py python3-numpy            # h5py-compatibility tests
   python3-torch python3-torchvision     # PyTorch as the outside oracle of the model tests
+  libopenblas0-pthread                  # a real BLAS under that PyTorch (libblas3 is the slow reference one)
 )
 
 missing=()

@@ -526,4 +526,51 @@ std::string summary_table(const ModelSpec& spec) {
   return out.str();
 }
 
+std::string torch_layer_lines(const ModelSpec& spec) {
+  std::ostringstream o;
+  for (const LayerSpec& l : spec.layers) {
+    auto numel = [](const std::vector<int64_t>& s) {
+      int64_t n = 1;
+      for (auto d : s) n *= d;
+      return n;
+    };
+    switch (l.kind) {
+      case LayerKind::kConv:
+        o << "conv " << l.name << " " << l.in_shape[0] << " " << l.conv.out_channels << " "
+          << l.conv.kernel << " " << l.conv.stride << " " << l.conv.pad << " " << l.conv.groups
+          << " " << l.conv.bias << "\n";
+        break;
+      case LayerKind::kRelu:
+        o << "relu " << l.name << "\n";
+        break;
+      case LayerKind::kMaxPool:
+        o << "maxpool " << l.name << " " << l.pool.kernel << " " << l.pool.stride << " "
+          << l.pool.pad << "\n";
+        break;
+      case LayerKind::kLrn:
+        o << "lrn " << l.name << " " << l.lrn.size << " " << l.lrn.alpha << " " << l.lrn.beta << " "
+          << l.lrn.k << "\n";
+        break;
+      case LayerKind::kBatchNorm:
+        o << "bn " << l.name << " " << l.in_shape[0] << " " << numel(l.in_shape) / l.in_shape[0]
+          << " " << l.batch_norm.eps << " " << l.batch_norm.momentum << "\n";
+        break;
+      case LayerKind::kAdaptiveAvgPool:
+        o << "avgpool " << l.name << " " << l.adaptive_out_h << " " << l.adaptive_out_w << "\n";
+        break;
+      case LayerKind::kFlatten:
+        o << "flatten " << l.name << "\n";
+        break;
+      case LayerKind::kDropout:
+        o << "dropout " << l.name << " " << l.dropout_p << "\n";
+        break;
+      case LayerKind::kLinear:
+        o << "linear " << l.name << " " << numel(l.in_shape) << " " << l.linear_out << " "
+          << (l.params.size() > 1) << "\n";
+        break;
+    }
+  }
+  return o.str();
+}
+
 }  // namespace alexnet::trainer

@@ -144,4 +144,9 @@ ModelSpec build_model(const std::string& arch, int64_t num_classes, int64_t in_c
 // parameter and buffer counts and forward FLOPs, then the totals.
 std::string summary_table(const ModelSpec& spec);
 
+// The layers one a line ("conv NAME IN OUT KERNEL STRIDE PAD GROUPS BIAS", "relu NAME", ...), the
+// form tests/trainer/torch_model_reference.py builds the same network in PyTorch from: the
+// oracle of the model tests and the peer of bench-train.
+std::string torch_layer_lines(const ModelSpec& spec);
+
 }  // namespace alexnet::trainer

@@ -56,54 +56,6 @@ std::vector<float> read_floats(const std::string& path) {
   return v;
 }
 
-// The layer description the script builds its torch model from.
-std::string describe(const ModelSpec& spec) {
-  std::ostringstream o;
-  for (const LayerSpec& l : spec.layers) {
-    auto numel = [](const std::vector<int64_t>& s) {
-      int64_t n = 1;
-      for (auto d : s) n *= d;
-      return n;
-    };
-    switch (l.kind) {
-      case LayerKind::kConv:
-        o << "conv " << l.name << " " << l.in_shape[0] << " " << l.conv.out_channels << " "
-          << l.conv.kernel << " " << l.conv.stride << " " << l.conv.pad << " " << l.conv.groups
-          << " " << l.conv.bias << "\n";
-        break;
-      case LayerKind::kRelu:
-        o << "relu " << l.name << "\n";
-        break;
-      case LayerKind::kMaxPool:
-        o << "maxpool " << l.name << " " << l.pool.kernel << " " << l.pool.stride << " "
-          << l.pool.pad << "\n";
-        break;
-      case LayerKind::kLrn:
-        o << "lrn " << l.name << " " << l.lrn.size << " " << l.lrn.alpha << " " << l.lrn.beta << " "
-          << l.lrn.k << "\n";
-        break;
-      case LayerKind::kBatchNorm:
-        o << "bn " << l.name << " " << l.in_shape[0] << " " << numel(l.in_shape) / l.in_shape[0]
-          << " " << l.batch_norm.eps << " " << l.batch_norm.momentum << "\n";
-        break;
-      case LayerKind::kAdaptiveAvgPool:
-        o << "avgpool " << l.name << " " << l.adaptive_out_h << " " << l.adaptive_out_w << "\n";
-        break;
-      case LayerKind::kFlatten:
-        o << "flatten " << l.name << "\n";
-        break;
-      case LayerKind::kDropout:
-        o << "dropout " << l.name << " " << l.dropout_p << "\n";
-        break;
-      case LayerKind::kLinear:
-        o << "linear " << l.name << " " << numel(l.in_shape) << " " << l.linear_out << " "
-          << (l.params.size() > 1) << "\n";
-        break;
-    }
-  }
-  return o.str();
-}
-
 // All tensors (parameters and buffers) in state_dict order, as one host vector.
 std::vector<float> state_values(const ModelSpec& spec, const std::vector<float>& params,
                                 const std::vector<float>& buffers, std::string* manifest) {
@@ -174,7 +126,7 @@ TEST_P(ModelVsTorch, LogitsAndOneSgdStepMatch) {
   std::string manifest;
   write_raw(dir / "params.bin", state_values(spec, params, buffers, &manifest));
   std::ofstream(dir / "params.txt") << manifest;
-  std::ofstream(dir / "layers.txt") << describe(spec);
+  std::ofstream(dir / "layers.txt") << torch_layer_lines(spec);
   write_raw(dir / "input.bin", input);
   write_raw(dir / "labels.bin", labels);
   std::ofstream(dir / "meta.txt") << batch << " " << ch << " " << h << " " << w << " " << classes

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 
-def build(layers):
+def build(layers, dropout=False):
+    """The network of layers.txt lines; dropout layers keep their p only with `dropout`."""
     sections = collections.OrderedDict()  # "features" -> OrderedDict("0" -> module)
     order = []  # (section, key) in forward order; key None for a plain attribute
     for fields in layers:
@@ -44,7 +45,7 @@ def build(layers):
         elif kind == "flatten":
             m = nn.Flatten(1)
         elif kind == "dropout":
-            m = nn.Dropout(0.0)  # dropout off: the comparison is deterministic
+            m = nn.Dropout(float(args[0]) if dropout else 0.0)  # off: the oracle is deterministic
         elif kind == "linear":
             fin, fout, bias = map(int, args)
             m = nn.Linear(fin, fout, bias=bool(bias))

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <string>
 
 #include "trainer/backend.h"
 #include "trainer/cpu/onednn_ops.h"
@@ -23,6 +25,14 @@ dnnl::stream& stream() {
   static dnnl::stream in_order = ALEXNET_DNNL_CHECK(
       dnnl::stream(engine(), dnnl::stream::flags::in_order), "creating the CPU stream");
   return in_order;
+}
+
+void check_status(dnnl_status_t status, const char* call, const char* file, int line,
+                  const char* context) {
+  if (status == dnnl_success) return;
+  throw std::runtime_error(std::string("oneDNN call ") + call + " failed at " + file + ":" +
+                           std::to_string(line) + " while " + context + ": status " +
+                           std::to_string(static_cast<int>(status)));
 }
 
 }  // namespace onednn

@@ -175,12 +175,6 @@ class OneDnnConv2d final : public Conv2dOp {
   }
 
  private:
-  // A primitive left empty (no reorder needed) is skipped.
-  static void run(const dnnl::primitive& p, const Args& args, const char* what) {
-    if (!p) return;
-    ALEXNET_DNNL_CHECK(p.execute(stream(), args), what);
-  }
-
   // The bias pointer must be there exactly when the op was made with a bias.
   void check_bias(const float* p, const char* function, const char* name) const {
     if ((p != nullptr) != bias_) {

@@ -83,10 +83,6 @@ class OneDnnFlatten final : public FlattenOp {
   }
 
  private:
-  static void run(const dnnl::primitive& p, const Args& args, const char* what) {
-    ALEXNET_DNNL_CHECK(p.execute(stream(), args), what);
-  }
-
   // oneDNN takes void*; the op only reads what the caller passes as const.
 
   memory nhwc_, nchw_;

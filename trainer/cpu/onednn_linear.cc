@@ -97,10 +97,6 @@ class OneDnnLinear final : public LinearOp {
   }
 
  private:
-  static void run(const dnnl::primitive& p, const Args& args, const char* what) {
-    ALEXNET_DNNL_CHECK(p.execute(stream(), args), what);
-  }
-
   // The bias pointer must be there exactly when the op was made with a bias.
   void check_bias(const float* p, const char* function, const char* name) const {
     if ((p != nullptr) != bias_) {

@@ -9,7 +9,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "trainer/backend.h"
 
@@ -37,7 +38,26 @@ dnnl::stream& stream();
 
 // ---- Shared by the op files ----
 
-using Args = std::unordered_map<int, dnnl::memory>;
+// A primitive's arguments, made once. dnnl::primitive::execute takes a std::unordered_map and
+// copies it into a new vector on every call, heap allocations inside every training step; this
+// keeps the C API's argument array ready, and the memory objects it points at alive.
+class Args {
+ public:
+  Args() = default;
+  Args(std::initializer_list<std::pair<int, dnnl::memory>> args) {
+    for (const auto& a : args) insert(a);
+  }
+  void insert(const std::pair<int, dnnl::memory>& a) {
+    memories_.push_back(a.second);
+    raw_.push_back({a.first, a.second.get()});
+  }
+  int size() const { return static_cast<int>(raw_.size()); }
+  const dnnl_exec_arg_t* data() const { return raw_.data(); }
+
+ private:
+  std::vector<dnnl::memory> memories_;
+  std::vector<dnnl_exec_arg_t> raw_;
+};
 
 // oneDNN memory objects take a mutable handle; the ops only read what the caller passes as const.
 inline void* handle(const float* p) { return const_cast<float*>(p); }
@@ -52,11 +72,20 @@ inline dnnl::memory unbound(const dnnl::memory::desc& md, const std::string& con
   return ALEXNET_DNNL_CHECK(dnnl::memory(md, engine(), DNNL_MEMORY_NONE), context);
 }
 
-// Runs one primitive and waits: the host loops after it (and callers reading host memory) need
-// its results; with an OpenMP or TBB CPU runtime execution is synchronous and the wait is free.
-inline void run(dnnl::primitive& p, const Args& args, const std::string& context) {
-  ALEXNET_DNNL_CHECK(p.execute(stream(), args), context);
-  ALEXNET_DNNL_CHECK(stream().wait(), context);
+// Runs one primitive through the C API (no allocation on our side) and waits: the host loops
+// after it (and callers reading host memory) need its results; with an OpenMP or TBB CPU
+// runtime execution is synchronous and the wait is free. An empty primitive (a reorder that
+// turned out not to be needed) is skipped. Failures name the call, the place and `context`.
+void check_status(dnnl_status_t status, const char* call, const char* file, int line,
+                  const char* context);
+inline void run(const dnnl::primitive& p, const Args& args, const char* context) {
+  if (!p) return;
+  check_status(dnnl_primitive_execute(p.get(), stream().get(), args.size(), args.data()),
+               "dnnl_primitive_execute", __FILE__, __LINE__, context);
+  check_status(dnnl_stream_wait(stream().get()), "dnnl_stream_wait", __FILE__, __LINE__, context);
+}
+inline void run(const dnnl::primitive& p, const Args& args, const std::string& context) {
+  run(p, args, context.c_str());
 }
 
 std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dShape& shape, bool bias);
