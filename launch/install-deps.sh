@@ -15,6 +15,8 @@ packages=(
   python3-h5py python3-numpy            # h5py-compatibility tests
   python3-torch python3-torchvision     # PyTorch as the outside oracle of the model tests
   libopenblas0-pthread                  # a real BLAS under that PyTorch (libblas3 is the slow reference one)
+  libprotobuf-dev protobuf-compiler     # TensorBoard event files (trainer/tensorboard_event.proto)
+  python3-venv                          # the tests' venv for PyPI-only packages (tensorboard)
 )
 
 missing=()

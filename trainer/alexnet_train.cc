@@ -1,26 +1,46 @@
-// alexnet-train: single-process training over the HDF5 loader on a CPU backend, validation,
-// and a weights file at the end (the data-parallel MPI job builds on this loop).
-// Exit status: 0 done; 2 bad input or options; 1 any other failure.
+// alexnet-train: the data-parallel training job. Every MPI rank trains a replica of the model on
+// its shard of the data; gradients are averaged over the ranks every step (in buckets, while
+// backward runs); rank 0 writes checkpoints, the metrics log and TensorBoard events. Runs as one
+// process too (no mpirun needed).
+//
+// Exit status (README.md): 0 done; 1 failure; 2 bad input or options; 3 stopped by SIGTERM or
+// SIGUSR1 after writing a checkpoint (requeue with --resume latest); 4 the loss became NaN or
+// Inf (the last good checkpoint is kept); 5 a peer rank stopped answering (comm.timeout_s).
+#include <malloc.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "comm/mpi_communicator.h"
+#include "comm/watchdog.h"
 #include "io/dataset.h"
 #include "io/error.h"
 #include "io/loader.h"
+#include "io/sampler.h"
 #include "trainer/backend.h"
+#include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model.h"
 #include "trainer/model_spec.h"
 #include "trainer/optimizer.h"
+#include "trainer/run_log.h"
 #include "trainer/train_options.h"
+#include "trainer/train_step.h"
 #include "trainer/weights_file.h"
 
 using namespace alexnet;
@@ -29,7 +49,54 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// alexnet-mini takes the dataset's image size; the full-size variants their own input.
+constexpr int kExitFailure = 1, kExitBadInput = 2, kExitStopped = 3, kExitDiverged = 4,
+              kExitPeerLost = 5;
+
+// A problem every rank detects the same way at the same point (so no rank is left waiting):
+// rank 0 reports it, all ranks exit with `code` without aborting the others.
+struct CollectiveError : std::runtime_error {
+  CollectiveError(const std::string& what, int exit_code)
+      : std::runtime_error(what), code(exit_code) {}
+  int code;
+};
+
+std::atomic<int> stop_signal{0};
+extern "C" void on_stop_signal(int signal) { stop_signal.store(signal); }
+
+void install_signal_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  for (int s : {SIGTERM, SIGUSR1}) {
+    if (sigaction(s, &action, nullptr) != 0) {
+      throw std::runtime_error(std::string("sigaction failed: ") + std::strerror(errno));
+    }
+  }
+}
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Every rank must run the same job: compares a hash of the merged configuration.
+void check_same_config(comm::Communicator& comm, const std::string& config) {
+  const uint64_t mine = fnv1a(config);
+  std::vector<uint64_t> all(static_cast<size_t>(comm.size()));
+  comm.all_gather(&mine, all.data(), sizeof mine);
+  std::string differing;
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!differing.empty()) {
+    throw CollectiveError("rank(s) " + differing +
+                              " run another configuration than rank 0 (config and options must "
+                              "be the same on every rank; compare --print-config)",
+                          kExitBadInput);
+  }
+}
+
 ModelSpec model_for(const TrainOptions& o, const io::DatasetMeta& m) {
   const bool mini = o.arch == "alexnet-mini";
   return build_model(o.arch, m.num_classes, m.channels, mini ? m.height : 0, mini ? m.width : 0);
@@ -52,52 +119,7 @@ std::vector<DecayRange> decay_ranges(const ModelSpec& spec) {
   return ranges;
 }
 
-void print_eval(const char* what, int64_t epoch, int64_t step, const EvalResult& r) {
-  std::printf("%s epoch %lld step %lld: loss %.4f top-1 %.2f%% top-5 %.2f%% (%lld images)\n", what,
-              static_cast<long long>(epoch), static_cast<long long>(step), r.loss, 100 * r.top1,
-              100 * r.top5, static_cast<long long>(r.samples));
-  std::fflush(stdout);
-}
-
-int train(const TrainOptions& o) {
-  if (o.train_files.empty()) throw io::DataError("no training data: set data.train");
-  io::Dataset train_set = io::Dataset::open(o.train_files);
-  std::unique_ptr<io::Dataset> val_set;
-  if (!o.val_files.empty()) val_set = std::make_unique<io::Dataset>(io::Dataset::open(o.val_files));
-  const io::DatasetMeta& m = train_set.meta();
-  if (val_set &&
-      (val_set->meta().num_classes != m.num_classes || val_set->meta().channels != m.channels)) {
-    throw io::DataError("validation data disagrees with the training data on classes or channels");
-  }
-  ModelSpec spec = model_for(o, m);
-  std::unique_ptr<Backend> backend = make_backend(o.backend);
-  Model model(spec, *backend, o.batch_size);
-  std::vector<float> params(static_cast<size_t>(spec.param_floats));
-  std::vector<float> buffers(static_cast<size_t>(spec.buffer_floats));
-  initialize_parameters(spec, o.seed, params.data(), buffers.data());
-  backend->copy_to_device(model.params(), params.data(), params.size() * 4);
-  backend->copy_to_device(model.buffers(), buffers.data(), buffers.size() * 4);
-
-  io::LoaderConfig lc;
-  lc.batch_size = o.batch_size;
-  lc.sampler.seed = o.seed;
-  lc.sampler.shuffle = true;
-  lc.drop_last = true;
-  lc.workers = o.data_workers;
-  lc.epochs = o.epochs;
-  lc.augment.crop_height = spec.height;
-  lc.augment.crop_width = spec.width;
-  lc.augment.random_crop = o.random_crop;
-  lc.augment.flip = o.flip;
-  lc.augment.pad = o.pad;
-  lc.augment.lighting_std = static_cast<float>(o.lighting);
-  lc.augment.mean.assign(m.mean.begin(), m.mean.end());
-  lc.augment.std.assign(m.std.begin(), m.std.end());
-  lc.augment.layout = backend->activation_layout() == ActivationLayout::kNHWC ? io::Layout::kNHWC
-                                                                              : io::Layout::kNCHW;
-  io::Loader loader(train_set, lc);
-  const int64_t steps_per_epoch = loader.steps_per_epoch();
-
+OptimizerConfig optimizer_config(const TrainOptions& o) {
   OptimizerConfig oc;
   oc.name = o.optimizer;
   oc.momentum = o.momentum;
@@ -107,7 +129,10 @@ int train(const TrainOptions& o) {
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;
   oc.clip_grad_norm = o.clip_grad_norm;
-  Optimizer optimizer(oc, params.size(), decay_ranges(spec));
+  return oc;
+}
+
+LrScheduleConfig schedule_config(const TrainOptions& o, int64_t steps_per_epoch) {
   LrScheduleConfig sc;
   sc.name = o.schedule;
   sc.base_lr = o.lr;
@@ -121,89 +146,384 @@ int train(const TrainOptions& o) {
   sc.warmup_steps = o.warmup_steps;
   sc.plateau_factor = o.gamma;
   sc.plateau_patience = o.plateau_patience;
-  LrSchedule schedule(sc);
+  return sc;
+}
 
-  std::printf(
-      "alexnet-train: %s on %s, %lld parameters, %lld training images (%lld steps an "
-      "epoch of %lld), %s backend\n",
-      spec.arch.c_str(), m.source.empty() ? "the data" : m.source.c_str(),
-      static_cast<long long>(spec.num_trainable), static_cast<long long>(train_set.size()),
-      static_cast<long long>(steps_per_epoch), static_cast<long long>(o.batch_size),
-      backend->name().c_str());
-  std::fflush(stdout);
+// Compute threads per rank: the node's cores shared among the ranks on it.
+int compute_threads(const TrainOptions& o, const comm::Communicator& comm) {
+  if (o.threads > 0) return o.threads;
+  const auto cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, comm.local_size()));
+}
 
-  auto labels = backend->allocate(static_cast<size_t>(o.batch_size) * sizeof(int32_t));
-  auto input = backend->allocate(static_cast<size_t>(model.input_elements()) * sizeof(float));
-  float* grads = model.grads();
-  float* weights = model.params();
-  auto validate = [&](int64_t epoch, int64_t step) {
-    if (!val_set) return;
-    io::Loader val_loader(*val_set, eval_loader_config(model, *val_set, *backend, o.data_workers));
-    EvalResult r = evaluate(model, *backend, val_loader);
-    print_eval("validation", epoch, step, r);
-    schedule.report(1.0 - r.top1);  // only the plateau schedule listens
-  };
+class Job {
+ public:
+  Job(const TrainOptions& o, comm::MpiCommunicator& comm) : o_(o), comm_(comm) {}
+  int run();
 
-  int64_t step = 0;
-  double loss_sum = 0;
-  int64_t correct = 0, seen = 0;
-  auto window_start = Clock::now();
-  while (const io::Batch* b = loader.next()) {
-    if (o.max_steps > 0 && step >= o.max_steps) break;
-    backend->copy_to_device(input.get(), b->images,
-                            static_cast<size_t>(model.input_elements()) * sizeof(float));
-    backend->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
-    DropoutKey key;
-    key.seed = o.seed;
-    key.step = static_cast<uint64_t>(step);
-    model.forward(static_cast<const float*>(input.get()), true, key);
-    LossResult lr = model.loss(static_cast<const int32_t*>(labels.get()), true);
-    if (!std::isfinite(lr.loss)) {
-      throw std::runtime_error("loss is " + std::to_string(lr.loss) + " at step " +
-                               std::to_string(step) + ": stopping (lower optim.lr?)");
+ private:
+  void resume_or_initialize();
+  void broadcast_state();
+  void write_checkpoint(int64_t epoch, int64_t step_in_epoch);
+  EvalResult validate(int64_t epoch);
+  io::LoaderConfig train_loader_config(int64_t start_epoch, int64_t start_step) const;
+
+  const TrainOptions& o_;
+  comm::MpiCommunicator& comm_;
+  std::unique_ptr<io::Dataset> train_set_, val_set_;
+  ModelSpec spec_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+  std::vector<float> params_, buffers_;  // host copies (initialization, checkpoints)
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<RunLog> log_;
+  std::unique_ptr<comm::Watchdog> watchdog_;
+  CheckpointPosition position_;  // of the next step
+  int64_t steps_per_epoch_ = 0;
+  std::string last_checkpoint_;
+  std::string config_;
+};
+
+io::LoaderConfig Job::train_loader_config(int64_t start_epoch, int64_t start_step) const {
+  const io::DatasetMeta& m = train_set_->meta();
+  io::LoaderConfig lc;
+  lc.batch_size = o_.batch_size;
+  lc.sampler.seed = o_.seed;
+  lc.sampler.shuffle = true;
+  lc.drop_last = true;
+  lc.workers = o_.data_workers;
+  lc.rank = comm_.rank();
+  lc.world = comm_.size();
+  lc.start_epoch = start_epoch;
+  lc.start_step = start_step;
+  lc.epochs = o_.epochs - start_epoch;
+  lc.augment.crop_height = spec_.height;
+  lc.augment.crop_width = spec_.width;
+  lc.augment.random_crop = o_.random_crop;
+  lc.augment.flip = o_.flip;
+  lc.augment.pad = o_.pad;
+  lc.augment.lighting_std = static_cast<float>(o_.lighting);
+  lc.augment.mean.assign(m.mean.begin(), m.mean.end());
+  lc.augment.std.assign(m.std.begin(), m.std.end());
+  lc.augment.layout = backend_->activation_layout() == ActivationLayout::kNHWC ? io::Layout::kNHWC
+                                                                               : io::Layout::kNCHW;
+  return lc;
+}
+
+// Rank 0 initializes the weights or loads the checkpoint; broadcast_state() gives every rank the
+// same state.
+void Job::resume_or_initialize() {
+  params_.assign(static_cast<size_t>(spec_.param_floats), 0.0f);
+  buffers_.assign(static_cast<size_t>(std::max<int64_t>(spec_.buffer_floats, 1)), 0.0f);
+  position_ = {};
+  position_.world_size = comm_.size();
+  position_.batch_size = o_.batch_size;
+  position_.seed = o_.seed;
+  int64_t loaded = 0;
+  if (comm_.rank() == 0) {
+    std::string path = o_.resume;
+    const std::string dir = o_.run_dir + "/checkpoints";
+    if (o_.resume == "latest") {
+      std::vector<std::string> skipped;
+      path = latest_good_checkpoint(dir, &skipped);
+      for (const std::string& s : skipped) log_->say("skipping a damaged checkpoint: " + s);
+      if (path.empty()) log_->say("no checkpoint in " + dir + ": starting from scratch");
     }
-    model.backward();
-    // CPU backends: parameters and gradients are host memory, updated in place.
-    std::span<float> p(weights, static_cast<size_t>(spec.param_floats));
-    std::span<float> g(grads, static_cast<size_t>(spec.param_floats));
-    if (o.clip_grad_norm > 0) clip_grad_norm(g, o.clip_grad_norm);
-    const double rate = schedule.lr_at(step);
-    optimizer.step(p, g, rate);
-    loss_sum += lr.loss * static_cast<double>(b->size);
-    correct += lr.top1;
-    seen += b->size;
-    ++step;
-    if (o.log_every > 0 && step % o.log_every == 0) {
-      double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
-      std::printf("epoch %lld step %lld/%lld: loss %.4f top-1 %.2f%% lr %.5g %.1f img/s\n",
-                  static_cast<long long>(b->epoch), static_cast<long long>(b->step + 1),
-                  static_cast<long long>(steps_per_epoch), loss_sum / static_cast<double>(seen),
-                  100.0 * static_cast<double>(correct) / static_cast<double>(seen), rate,
-                  static_cast<double>(seen) / seconds);
-      std::fflush(stdout);
-      loss_sum = 0;
-      correct = seen = 0;
-      window_start = Clock::now();
+    if (!path.empty()) {
+      position_ = load_checkpoint(path, spec_, params_, buffers_, *optimizer_, *schedule_);
+      last_checkpoint_ = path;
+      loaded = 1;
+      log_->say("resumed from " + path + " at step " + std::to_string(position_.step) + " (epoch " +
+                std::to_string(position_.epoch) + ", step " +
+                std::to_string(position_.step_in_epoch) + " of it)");
+    } else {
+      initialize_parameters(spec_, o_.seed, params_.data(), buffers_.data());
     }
-    const bool epoch_end = b->step + 1 == b->steps_in_epoch;
-    if ((o.val_every > 0 && step % o.val_every == 0) || epoch_end) validate(b->epoch, step);
+  }
+  comm_.broadcast(&loaded, sizeof loaded, 0);
+  broadcast_state();
+  if (!loaded) return;
+  if (position_.seed != o_.seed) {
+    throw CollectiveError("the checkpoint was made with seed " + std::to_string(position_.seed) +
+                              ", this run has seed " + std::to_string(o_.seed),
+                          kExitBadInput);
+  }
+  // Another world size or batch: the same epoch, at the same fraction of it; each rank's shard
+  // is different from here on, so the data order (not the samples per epoch) changes.
+  if (position_.world_size != comm_.size() || position_.batch_size != o_.batch_size) {
+    const int64_t seen = position_.step_in_epoch * position_.world_size * position_.batch_size;
+    const int64_t next = seen / (comm_.size() * o_.batch_size);
+    log_->say("resuming a run of " + std::to_string(position_.world_size) + " rank(s) x batch " +
+              std::to_string(position_.batch_size) + " on " + std::to_string(comm_.size()) + " x " +
+              std::to_string(o_.batch_size) +
+              ": the data order changes from here (same epoch, step " + std::to_string(next) +
+              " of it)");
+    position_.step_in_epoch = next;
+    position_.world_size = comm_.size();
+    position_.batch_size = o_.batch_size;
+    if (position_.step_in_epoch >= steps_per_epoch_) {
+      ++position_.epoch;
+      position_.step_in_epoch = 0;
+    }
+  }
+}
+
+void Job::broadcast_state() {
+  comm_.broadcast(params_.data(), params_.size() * 4, 0);
+  comm_.broadcast(buffers_.data(), buffers_.size() * 4, 0);
+  for (const StateArray& a : optimizer_->state()) {
+    comm_.broadcast(a.values.data(), a.values.size() * 4, 0);
+  }
+  int64_t steps = optimizer_->steps();
+  comm_.broadcast(&steps, sizeof steps, 0);
+  optimizer_->set_steps(steps);
+  LrSchedule::State s = schedule_->state();
+  comm_.broadcast(&s, sizeof s, 0);
+  schedule_->set_state(s);
+  comm_.broadcast(&position_, sizeof position_, 0);
+}
+
+void Job::write_checkpoint(int64_t epoch, int64_t step_in_epoch) {
+  position_.epoch = epoch;
+  position_.step_in_epoch = step_in_epoch;
+  if (comm_.rank() != 0) return;
+  const std::string dir = o_.run_dir + "/checkpoints";
+  const std::string path = checkpoint_path(dir, position_.step);
+  backend_->copy_to_host(params_.data(), model_->params(), params_.size() * 4);
+  backend_->copy_to_host(buffers_.data(), model_->buffers(),
+                         static_cast<size_t>(spec_.buffer_floats) * 4);
+  try {
+    save_checkpoint(path, spec_, params_, buffers_, *optimizer_, *schedule_, position_, config_);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint " + path + " not written: " + e.what() +
+                             (last_checkpoint_.empty() ? std::string(" (no earlier checkpoint)")
+                                                       : "; the previous checkpoint " +
+                                                             last_checkpoint_ + " is intact"));
+  }
+  last_checkpoint_ = path;
+  prune_checkpoints(dir, o_.checkpoint_keep);
+  log_->say("checkpoint " + path + " written (step " + std::to_string(position_.step) + ")");
+}
+
+// Every rank evaluates its share of the validation set with rank 0's batch-norm statistics;
+// the sums are reduced so the result covers every sample once.
+EvalResult Job::validate(int64_t epoch) {
+  comm_.broadcast(model_->buffers(), static_cast<size_t>(spec_.buffer_floats) * 4, 0);
+  io::LoaderConfig lc = eval_loader_config(*model_, *val_set_, *backend_, o_.data_workers);
+  lc.rank = comm_.rank();
+  lc.world = comm_.size();
+  io::Loader loader(*val_set_, lc);
+  EvalResult r =
+      evaluate(*model_, *backend_, loader, nullptr, [&] { watchdog_->beat("validating"); });
+  const auto n = static_cast<double>(r.samples);
+  double sums[4] = {r.loss * n, r.top1 * n, r.top5 * n, n};
+  comm_.all_reduce(sums, 4, comm::ReduceOp::kSum);
+  EvalResult total;
+  total.samples = static_cast<int64_t>(sums[3]);
+  if (sums[3] > 0) {
+    total.loss = sums[0] / sums[3];
+    total.top1 = sums[1] / sums[3];
+    total.top5 = sums[2] / sums[3];
+  }
+  log_->validation(epoch, position_.step, total);
+  return total;
+}
+
+int Job::run() {
+  const int rank = comm_.rank(), world = comm_.size();
+  config_ = config_text(o_);
+  check_same_config(comm_, config_);
+  omp_set_num_threads(compute_threads(o_, comm_));
+  if (o_.train_files.empty()) throw io::DataError("no training data: set data.train");
+  train_set_ = std::make_unique<io::Dataset>(io::Dataset::open(o_.train_files));
+  if (!o_.val_files.empty()) {
+    val_set_ = std::make_unique<io::Dataset>(io::Dataset::open(o_.val_files));
+  }
+  const io::DatasetMeta& m = train_set_->meta();
+  if (val_set_ &&
+      (val_set_->meta().num_classes != m.num_classes || val_set_->meta().channels != m.channels)) {
+    throw io::DataError("validation data disagrees with the training data on classes or channels");
+  }
+  spec_ = model_for(o_, m);
+  backend_ = make_backend(o_.backend);
+  model_ = std::make_unique<Model>(spec_, *backend_, o_.batch_size, o_.label_smoothing);
+  model_->set_dropout(o_.dropout);
+  steps_per_epoch_ =
+      io::samples_for_rank(train_set_->size(), /*shuffle=*/true, rank, world) / o_.batch_size;
+  if (steps_per_epoch_ == 0) {
+    throw io::DataError("each of " + std::to_string(world) +
+                        " ranks gets fewer samples than one batch of " +
+                        std::to_string(o_.batch_size));
+  }
+  optimizer_ = std::make_unique<Optimizer>(
+      optimizer_config(o_), static_cast<size_t>(spec_.param_floats), decay_ranges(spec_));
+  schedule_ = std::make_unique<LrSchedule>(schedule_config(o_, steps_per_epoch_));
+
+  if (rank == 0) std::filesystem::create_directories(o_.run_dir + "/checkpoints");
+  comm_.barrier();  // the run directory exists before anyone uses it
+  log_ = std::make_unique<RunLog>(o_.run_dir, rank == 0);
+  resume_or_initialize();
+  backend_->copy_to_device(model_->params(), params_.data(), params_.size() * 4);
+  backend_->copy_to_device(model_->buffers(), buffers_.data(),
+                           static_cast<size_t>(spec_.buffer_floats) * 4);
+
+  const int64_t total_steps = o_.max_steps > 0
+                                  ? std::min(o_.max_steps, steps_per_epoch_ * o_.epochs)
+                                  : steps_per_epoch_ * o_.epochs;
+  log_->say("alexnet-train: " + spec_.arch + ", " + std::to_string(spec_.num_trainable) +
+            " parameters; " + std::to_string(world) + " rank(s) x batch " +
+            std::to_string(o_.batch_size) + " on the " + backend_->name() + " backend, " +
+            std::to_string(compute_threads(o_, comm_)) + " thread(s) each; " +
+            std::to_string(train_set_->size()) + " training images, " +
+            std::to_string(steps_per_epoch_) + " steps an epoch, " + std::to_string(total_steps) +
+            " steps in all; gradients in " + o_.wire + (o_.overlap ? ", overlapped" : "") +
+            "; run folder " + o_.run_dir);
+
+  watchdog_ = std::make_unique<comm::Watchdog>(o_.comm_timeout_s, rank, kExitPeerLost,
+                                               [this] { comm_.abort(kExitPeerLost); });
+  TrainStepConfig tc;
+  tc.bucket_mb = o_.bucket_mb;
+  tc.wire = comm::parse_wire_type(o_.wire);
+  tc.overlap = o_.overlap;
+  tc.clip_grad_norm = o_.clip_grad_norm;
+  comm_.reserve(static_cast<size_t>(spec_.param_floats), tc.wire);
+  TrainStep step_runner(*model_, *optimizer_, comm_, tc);
+  install_signal_handlers();
+
+  if (position_.step >= total_steps || position_.epoch >= o_.epochs) {
+    log_->say("nothing left to train: step " + std::to_string(position_.step) + " of " +
+              std::to_string(total_steps));
+  }
+  auto labels = backend_->allocate(static_cast<size_t>(o_.batch_size) * sizeof(int32_t));
+  auto input = backend_->allocate(static_cast<size_t>(model_->input_elements()) * sizeof(float));
+  std::unique_ptr<io::Loader> loader;
+  if (position_.step < total_steps && position_.epoch < o_.epochs) {
+    loader = std::make_unique<io::Loader>(
+        *train_set_, train_loader_config(position_.epoch, position_.step_in_epoch));
   }
 
-  std::filesystem::create_directories(o.run_dir);
-  backend->copy_to_host(params.data(), model.params(), params.size() * 4);
-  backend->copy_to_host(buffers.data(), model.buffers(), buffers.size() * 4);
-  const std::string path = o.run_dir + "/weights.h5";
-  save_weights(path, spec, params, buffers, config_text(o));
-  std::printf("alexnet-train: %lld steps; weights written to %s\n", static_cast<long long>(step),
-              path.c_str());
+  double sums[3] = {0, 0, 0};  // this rank's loss * samples, top-1 hits, samples
+  double exposed = 0;
+  auto window_start = Clock::now();
+  int64_t window_steps = 0;
+  auto checkpoint_clock = Clock::now();
+  bool checkpoint_current = !last_checkpoint_.empty();
+  watchdog_->beat("training");
+  while (loader) {
+    if (position_.step >= total_steps) break;
+    const io::Batch* b = loader->next();
+    if (b == nullptr) break;
+    backend_->copy_to_device(input.get(), b->images,
+                             static_cast<size_t>(model_->input_elements()) * sizeof(float));
+    backend_->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
+    DropoutKey key;
+    key.seed = o_.seed;
+    key.step = static_cast<uint64_t>(position_.step);
+    key.rank = static_cast<uint32_t>(rank);
+    const double lr = schedule_->lr_at(position_.step);
+    const LossResult r = step_runner.run(static_cast<const float*>(input.get()),
+                                         static_cast<const int32_t*>(labels.get()), key, lr);
+    ++position_.step;
+    ++window_steps;
+    checkpoint_current = false;
+    exposed += step_runner.times().exposed_seconds;
+    sums[0] += r.loss * static_cast<double>(b->size);
+    sums[1] += static_cast<double>(r.top1);
+    sums[2] += static_cast<double>(b->size);
+    watchdog_->beat("training");
+    const bool epoch_end = b->step + 1 == b->steps_in_epoch;
+    const int64_t next_epoch = epoch_end ? b->epoch + 1 : b->epoch;
+    const int64_t next_step_in_epoch = epoch_end ? 0 : b->step + 1;
+
+    // What every rank must agree on before the next step: a stop signal, a diverged loss,
+    // rank 0's checkpoint clock.
+    const bool minutes_due =
+        rank == 0 && o_.checkpoint_every_minutes > 0 &&
+        std::chrono::duration<double>(Clock::now() - checkpoint_clock).count() >=
+            60 * o_.checkpoint_every_minutes;
+    double flags[3] = {stop_signal.load() != 0 ? 1.0 : 0.0, std::isfinite(r.loss) ? 0.0 : 1.0,
+                       minutes_due ? 1.0 : 0.0};
+    if (world > 1) comm_.all_reduce(flags, 3, comm::ReduceOp::kSum);
+    if (flags[1] > 0) {
+      throw CollectiveError(
+          "the loss became " + std::to_string(r.loss) + " on " +
+              std::to_string(static_cast<int>(flags[1])) + " rank(s) at step " +
+              std::to_string(position_.step) + "; stopping (lower optim.lr?)" +
+              (last_checkpoint_.empty() ? std::string()
+                                        : "; the last good checkpoint is " + last_checkpoint_),
+          kExitDiverged);
+    }
+    if (o_.log_every > 0 && position_.step % o_.log_every == 0) {
+      double totals[4] = {sums[0], sums[1], sums[2], exposed};
+      comm_.all_reduce(totals, 4, comm::ReduceOp::kSum);
+      const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
+      TrainRecord rec;
+      rec.epoch = b->epoch;
+      rec.step = position_.step;
+      rec.step_in_epoch = b->step + 1;
+      rec.steps_per_epoch = steps_per_epoch_;
+      rec.total_steps = total_steps;
+      rec.loss = totals[0] / totals[2];
+      rec.top1 = totals[1] / totals[2];
+      rec.lr = lr;
+      rec.images_per_sec = totals[2] / seconds;
+      rec.world_size = world;
+      rec.eta_seconds = seconds / static_cast<double>(window_steps) *
+                        static_cast<double>(total_steps - position_.step);
+      rec.exposed_comm_seconds = totals[3] / world / static_cast<double>(window_steps);
+      log_->train(rec);
+      sums[0] = sums[1] = sums[2] = exposed = 0;
+      window_steps = 0;
+      window_start = Clock::now();
+    }
+    if (flags[0] > 0) {
+      write_checkpoint(next_epoch, next_step_in_epoch);
+      log_->say("stopped by a signal at step " + std::to_string(position_.step) +
+                "; resume with --resume latest");
+      return kExitStopped;
+    }
+    if ((o_.checkpoint_every_steps > 0 && position_.step % o_.checkpoint_every_steps == 0) ||
+        flags[2] > 0) {
+      write_checkpoint(next_epoch, next_step_in_epoch);
+      checkpoint_current = true;
+      checkpoint_clock = Clock::now();
+    }
+    if (val_set_ && ((o_.val_every > 0 && position_.step % o_.val_every == 0) || epoch_end)) {
+      const EvalResult v = validate(b->epoch);
+      schedule_->report(1.0 - v.top1);  // only the plateau schedule listens
+      watchdog_->beat("training");
+      window_start = Clock::now();  // the img/s of the next progress line is training's alone
+      window_steps = 0;
+      sums[0] = sums[1] = sums[2] = exposed = 0;
+    }
+    position_.epoch = next_epoch;
+    position_.step_in_epoch = next_step_in_epoch;
+  }
+
+  if (!checkpoint_current) write_checkpoint(position_.epoch, position_.step_in_epoch);
+  if (rank == 0) {
+    backend_->copy_to_host(params_.data(), model_->params(), params_.size() * 4);
+    backend_->copy_to_host(buffers_.data(), model_->buffers(),
+                           static_cast<size_t>(spec_.buffer_floats) * 4);
+    const std::string path = o_.run_dir + "/weights.h5";
+    save_weights(path, spec_, params_, buffers_, config_);
+    log_->say("alexnet-train: done after " + std::to_string(position_.step) +
+              " steps; weights written to " + path);
+  }
+  comm_.barrier();
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Keep freed memory in the process (no mmap for large blocks, no trimming): fresh pages cost
+  // 20-50x the bandwidth on these VMs, and MPI and the loader allocate and free large buffers.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  TrainOptions o;
   try {
-    TrainOptions o;
     if (!parse_train_options(argc, argv, o)) return 0;
     if (o.print_config) {
       std::cout << config_text(o);
@@ -216,15 +536,46 @@ int main(int argc, char** argv) {
       std::cout << summary_table(spec);
       return 0;
     }
-    return train(o);
   } catch (const io::DataError& e) {
     std::cerr << "alexnet-train: error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
+    return kExitBadInput;
+  } catch (const std::exception& e) {
     std::cerr << "alexnet-train: bad option: " << e.what() << "\n";
-    return 2;
+    return kExitBadInput;
+  }
+
+  std::unique_ptr<comm::MpiSession> mpi;
+  std::unique_ptr<comm::MpiCommunicator> comm;
+  try {
+    mpi = std::make_unique<comm::MpiSession>(&argc, &argv);
+    comm = std::make_unique<comm::MpiCommunicator>();
   } catch (const std::exception& e) {
     std::cerr << "alexnet-train: error: " << e.what() << "\n";
-    return 1;
+    return kExitFailure;
   }
+  const int rank = comm->rank(), world = comm->size();
+  const std::string who =
+      world > 1 ? "alexnet-train: rank " + std::to_string(rank) + ": " : "alexnet-train: ";
+  int code = 0;
+  try {
+    code = Job(o, *comm).run();
+  } catch (const CollectiveError& e) {
+    if (rank == 0) std::cerr << "alexnet-train: error: " << e.what() << "\n";
+    code = e.code;
+  } catch (const io::DataError& e) {
+    std::cerr << who << "error: " << e.what() << "\n";
+    if (world > 1) comm->abort(kExitBadInput);
+    code = kExitBadInput;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << who << "bad option: " << e.what() << "\n";
+    if (world > 1) comm->abort(kExitBadInput);
+    code = kExitBadInput;
+  } catch (const std::exception& e) {
+    std::cerr << who << "error: " << e.what() << "\n";
+    if (world > 1) comm->abort(kExitFailure);
+    code = kExitFailure;
+  }
+  comm.reset();
+  mpi.reset();
+  return code;
 }

@@ -25,8 +25,8 @@ io::LoaderConfig eval_loader_config(const Model& model, const io::Dataset& datas
   return c;
 }
 
-EvalResult evaluate(Model& model, Backend& backend, io::Loader& loader,
-                    std::vector<float>* logits) {
+EvalResult evaluate(Model& model, Backend& backend, io::Loader& loader, std::vector<float>* logits,
+                    const std::function<void()>& on_batch) {
   const int64_t batch = model.batch(), classes = model.spec().num_classes;
   const auto per_batch = static_cast<size_t>(model.input_elements());
   auto input = backend.allocate(per_batch * sizeof(float));
@@ -59,6 +59,7 @@ EvalResult evaluate(Model& model, Backend& backend, io::Loader& loader,
       logits->insert(logits->end(), host_logits.begin(), host_logits.begin() + b->size * classes);
     }
     r.samples += b->size;
+    if (on_batch) on_batch();
   }
   if (r.samples > 0) {
     r.loss = loss_sum / static_cast<double>(r.samples);

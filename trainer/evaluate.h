@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "io/dataset.h"
@@ -23,7 +24,9 @@ io::LoaderConfig eval_loader_config(const Model& model, const io::Dataset& datas
 // Runs every batch of `loader` through the model in inference mode. Metrics come from the logits
 // on the host (the last batch may be short: only its real samples count). With `logits`, also
 // returns them [samples, classes] in the loader's order.
+// `on_batch` runs after each batch (the job's watchdog heartbeat).
 EvalResult evaluate(Model& model, Backend& backend, io::Loader& loader,
-                    std::vector<float>* logits = nullptr);
+                    std::vector<float>* logits = nullptr,
+                    const std::function<void()>& on_batch = {});
 
 }  // namespace alexnet::trainer

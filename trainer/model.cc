@@ -88,7 +88,7 @@ struct Model::Layer {
   int64_t param_begin = 0, param_end = 0;  // the span of its trainable parameters
 };
 
-Model::Model(const ModelSpec& spec, Backend& backend, int64_t batch)
+Model::Model(const ModelSpec& spec, Backend& backend, int64_t batch, double label_smoothing)
     : spec_(spec), backend_(backend), batch_(batch) {
   if (batch < 1) throw std::invalid_argument("model batch size must be at least 1");
   auto alloc = [&](int64_t floats) {
@@ -206,7 +206,7 @@ Model::Model(const ModelSpec& spec, Backend& backend, int64_t batch)
   }
   grad_a_ = alloc(largest);
   grad_b_ = alloc(largest);
-  loss_op_ = backend_.make_softmax_cross_entropy(batch_, spec_.num_classes, 0.0);
+  loss_op_ = backend_.make_softmax_cross_entropy(batch_, spec_.num_classes, label_smoothing);
 }
 
 Model::~Model() = default;

@@ -19,8 +19,8 @@ void initialize_parameters(const ModelSpec& spec, uint64_t seed, float* params, 
 
 class Model {
  public:
-  // The backend must outlive the model.
-  Model(const ModelSpec& spec, Backend& backend, int64_t batch);
+  // The backend must outlive the model. label_smoothing: of the training loss (loss()).
+  Model(const ModelSpec& spec, Backend& backend, int64_t batch, double label_smoothing = 0);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

@@ -64,7 +64,28 @@ po::options_description table(TrainOptions& o) {
     ("optim.min_lr", po::value(&o.min_lr)->default_value(o.min_lr), "cosine floor")
     ("optim.plateau_patience", po::value(&o.plateau_patience)->default_value(o.plateau_patience),
      "plateau schedule: validations without improvement before dividing")
-    ("run.dir", po::value(&o.run_dir)->default_value(o.run_dir), "output folder (weights)")
+    ("train.dropout", po::value(&o.dropout)->default_value(o.dropout),
+     "dropout layers active (0: off, for deterministic comparisons)")
+    ("run.dir", po::value(&o.run_dir)->default_value(o.run_dir),
+     "run folder: checkpoints/, metrics.jsonl, tensorboard/, weights.h5")
+    ("run.threads", po::value(&o.threads)->default_value(o.threads),
+     "compute threads per rank (0: the node's cores divided among its ranks)")
+    ("comm.bucket_mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
+     "gradient all-reduce bucket size in MB")
+    ("comm.overlap", po::value(&o.overlap)->default_value(o.overlap),
+     "all-reduce gradient buckets while backward runs")
+    ("comm.wire", po::value(&o.wire)->default_value(o.wire),
+     "gradient values on the wire: fp32 | bf16 | fp16 (sums stay fp32)")
+    ("comm.timeout_s", po::value(&o.comm_timeout_s)->default_value(o.comm_timeout_s),
+     "end the job when no step or evaluation batch completes for this long (0: never)")
+    ("checkpoint.every_steps",
+     po::value(&o.checkpoint_every_steps)->default_value(o.checkpoint_every_steps),
+     "checkpoint every N steps (0: off)")
+    ("checkpoint.every_minutes",
+     po::value(&o.checkpoint_every_minutes)->default_value(o.checkpoint_every_minutes),
+     "checkpoint every N minutes of training (0: off)")
+    ("checkpoint.keep", po::value(&o.checkpoint_keep)->default_value(o.checkpoint_keep),
+     "checkpoints kept (the newest; 0: all)")
     ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialization, data, dropout");
   // clang-format on
   return d;
@@ -80,6 +101,8 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     ("config", po::value(&o.config_file), "INI config file (command-line values override it)")
     ("summary", po::bool_switch(&o.summary), "print the model table and parameter count, exit")
     ("print-config", po::bool_switch(&o.print_config), "print the resolved configuration, exit")
+    ("resume", po::value(&o.resume),
+     "latest (the newest good checkpoint in run.dir, if any) or a checkpoint path")
     ("help,h", "this help");
   // clang-format on
   po::options_description all;
@@ -105,6 +128,11 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.epochs < 1) throw std::invalid_argument("train.epochs must be at least 1");
   if (o.data_workers < 1) throw std::invalid_argument("data.workers must be at least 1");
   if (!(o.lr > 0)) throw std::invalid_argument("optim.lr must be positive");
+  if (!(o.bucket_mb > 0)) throw std::invalid_argument("comm.bucket_mb must be positive");
+  if (o.threads < 0) throw std::invalid_argument("run.threads must be 0 or more");
+  if (o.wire != "fp32" && o.wire != "bf16" && o.wire != "fp16") {
+    throw std::invalid_argument("comm.wire '" + o.wire + "': expected fp32, bf16 or fp16");
+  }
   return true;
 }
 
@@ -121,7 +149,8 @@ std::string config_text(const TrainOptions& o) {
     << "\nworkers = " << o.data_workers << "\n"
     << "[train]\nbatch_size = " << o.batch_size << "\nepochs = " << o.epochs
     << "\nmax_steps = " << o.max_steps << "\nval_every = " << o.val_every
-    << "\nlog_every = " << o.log_every << "\nlabel_smoothing = " << o.label_smoothing << "\n"
+    << "\nlog_every = " << o.log_every << "\nlabel_smoothing = " << o.label_smoothing
+    << "\ndropout = " << o.dropout << "\n"
     << "[augment]\nrandom_crop = " << o.random_crop << "\nflip = " << o.flip << "\npad = " << o.pad
     << "\nlighting = " << o.lighting << "\n"
     << "[optim]\nname = " << o.optimizer << "\nlr = " << o.lr << "\nmomentum = " << o.momentum
@@ -131,7 +160,12 @@ std::string config_text(const TrainOptions& o) {
     << "\nwarmup_steps = " << o.warmup_steps << "\nstep_epochs = " << o.step_epochs
     << "\nmilestones = " << o.milestones << "\ngamma = " << o.gamma << "\nmin_lr = " << o.min_lr
     << "\nplateau_patience = " << o.plateau_patience << "\n"
-    << "[run]\ndir = " << o.run_dir << "\n";
+    << "[run]\ndir = " << o.run_dir << "\nthreads = " << o.threads << "\n"
+    << "[comm]\nbucket_mb = " << o.bucket_mb << "\noverlap = " << o.overlap << "\nwire = " << o.wire
+    << "\ntimeout_s = " << o.comm_timeout_s << "\n"
+    << "[checkpoint]\nevery_steps = " << o.checkpoint_every_steps
+    << "\nevery_minutes = " << o.checkpoint_every_minutes << "\nkeep = " << o.checkpoint_keep
+    << "\n";
   return s.str();
 }
 

@@ -34,7 +34,19 @@ struct TrainOptions {
   std::string milestones;
   double gamma = 0.1, min_lr = 0;
   double label_smoothing = 0;
+  bool dropout = true;  // off: deterministic steps, for equivalence checks
   std::string run_dir = "runs/default";
+  int threads = 0;  // compute threads per rank; 0: the node's cores shared among its ranks
+  // Data parallelism.
+  double bucket_mb = 25;
+  bool overlap = true;
+  std::string wire = "fp32";
+  double comm_timeout_s = 600;
+  // Checkpoints and resume.
+  int64_t checkpoint_every_steps = 0;
+  double checkpoint_every_minutes = 30;
+  int64_t checkpoint_keep = 3;
+  std::string resume;  // "", "latest" or a path
   uint64_t seed = 0;
   bool summary = false;
   bool print_config = false;

@@ -6,9 +6,8 @@
 
 namespace alexnet::trainer {
 
-void save_weights(const std::string& path, const ModelSpec& spec, const std::vector<float>& params,
-                  const std::vector<float>& buffers, const std::string& config) {
-  io::CheckpointWriter w(path);
+void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector<float>& params,
+               const std::vector<float>& buffers) {
   for (const LayerSpec& l : spec.layers) {
     for (const ParamSpec& p : l.params) {
       const float* src = (p.is_buffer ? buffers.data() : params.data()) + p.offset;
@@ -17,6 +16,12 @@ void save_weights(const std::string& path, const ModelSpec& spec, const std::vec
   }
   w.set_attribute("/model", "arch", spec.arch);
   w.set_attribute("/model", "num_classes", spec.num_classes);
+}
+
+void save_weights(const std::string& path, const ModelSpec& spec, const std::vector<float>& params,
+                  const std::vector<float>& buffers, const std::string& config) {
+  io::CheckpointWriter w(path);
+  add_model(w, spec, params, buffers);
   w.set_attribute("/", "config", config);
   w.commit();
 }
@@ -27,7 +32,12 @@ std::string weights_arch(const std::string& path) {
 
 void load_weights(const std::string& path, const ModelSpec& spec, std::vector<float>& params,
                   std::vector<float>& buffers) {
-  io::CheckpointReader r(path);
+  read_model(io::CheckpointReader(path), spec, params, buffers);
+}
+
+void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
+                std::vector<float>& buffers) {
+  const std::string& path = r.path();
   const std::string arch = r.string_attribute("/model", "arch");
   if (arch != spec.arch) {
     throw io::DataError("'" + path + "': weights of " + arch + ", not " + spec.arch);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint_file.h"
 #include "trainer/model_spec.h"
 
 namespace alexnet::trainer {
@@ -17,6 +18,12 @@ void save_weights(const std::string& path, const ModelSpec& spec, const std::vec
 // tensor's shape must match (io::DataError naming the file and the tensor otherwise).
 void load_weights(const std::string& path, const ModelSpec& spec, std::vector<float>& params,
                   std::vector<float>& buffers);
+
+// The same arrays and /model attributes inside a larger file (the training checkpoint).
+void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector<float>& params,
+               const std::vector<float>& buffers);
+void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
+                std::vector<float>& buffers);
 
 // The arch a weights file was saved with.
 std::string weights_arch(const std::string& path);

@@ -1,0 +1,50 @@
+// One data-parallel training step of a replica: forward, loss, backward with each finished
+// layer's gradients handed to the bucketed all-reduce (comm/gradient_buckets.h), then the
+// optimizer update of each bucket as soon as its average arrives. The same code runs for one
+// rank (the all-reduce is then a no-op) and for many. Nothing is allocated per step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "comm/communicator.h"
+#include "comm/gradient_buckets.h"
+#include "trainer/backend.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+
+namespace alexnet::trainer {
+
+struct TrainStepConfig {
+  double bucket_mb = 25;  // gradient bucket size (MB of fp32)
+  comm::WireType wire = comm::WireType::kFloat32;
+  bool overlap = true;        // all-reduce during backward
+  double clip_grad_norm = 0;  // global norm after averaging; 0: off
+};
+
+class TrainStep {
+ public:
+  // The model's parameters and gradients must be host memory (the CPU backends); all objects
+  // must outlive the step.
+  TrainStep(Model& model, Optimizer& optimizer, comm::Communicator& comm,
+            const TrainStepConfig& config);
+
+  // input and labels in backend memory. Returns this rank's loss and accuracy counts.
+  LossResult run(const float* input, const int32_t* labels, const DropoutKey& key, double lr);
+
+  comm::BucketTimes times() const { return buckets_.times(); }
+  const std::vector<comm::Bucket>& buckets() const { return buckets_.buckets(); }
+
+ private:
+  Model& model_;
+  Optimizer& optimizer_;
+  const TrainStepConfig config_;
+  comm::GradientBuckets buckets_;
+  std::function<void(int64_t, int64_t)> ready_;
+};
+
+// Every layer's parameter span, last layer first: what backward reports through ready().
+std::vector<comm::Bucket> backward_spans(const ModelSpec& spec);
+
+}  // namespace alexnet::trainer
