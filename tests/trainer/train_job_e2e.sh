@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# The data-parallel alexnet-train job end to end under mpirun, on real Fashion-MNIST images, one
+# case per CTest test:
+#   resume    2N steps straight == N steps, stop, resume, N steps (bitwise, 2 ranks); a resume on
+#             another world size says the data order changes
+#   damaged   a damaged checkpoint is refused by path; --resume latest falls back to a good one
+#   signal    SIGTERM to the ranks and SIGUSR1 to mpirun: checkpoint, exit 3, resumable
+#   dead      a rank killed with SIGKILL ends the job non-zero within 30 s
+#   hang      a rank that stops answering (SIGSTOP) ends the job through the watchdog
+#   mismatch  ranks with different configurations are refused (exit 2, one message)
+#   logs      metrics.jsonl fields; TensorBoard itself reads the event file
+#   disk      a full disk while checkpointing: clear error, the previous checkpoint intact
+# Usage: train_job_e2e.sh BIN_DIR SOURCE_DIR WORK_DIR CASE [VENV_PYTHON]
+set -euo pipefail
+BIN=$1
+SRC_DIR=$2
+WORK=$3
+CASE=$4
+VENV_PYTHON=${5:-}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+umount "$WORK/small" 2>/dev/null || true  # a mount left by an interrupted disk case
+rm -rf "$WORK" && mkdir -p "$WORK"
+fail() { echo "FAIL ($CASE): $*"; exit 1; }
+
+FM=/usr/share/datasets/fashion-mnist
+"$BIN/alexnet-data" import-idx --quiet --images "$FM/t10k-images-idx3-ubyte.gz" \
+  --labels "$FM/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.2 \
+  --out "$WORK/fm"
+
+# The demo config on the small slice: batch 32 per rank, constant lr (a schedule over
+# max_steps would differ between a run and its halves), no time-based checkpoints.
+TRAIN=("$BIN/alexnet-train" --config "$SRC_DIR/configs/fashion-mnist-mini.cfg"
+  --data.train "$WORK/fm-train-00000.h5" --data.val "$WORK/fm-val-00000.h5"
+  --train.batch_size 32 --train.log_every 2 --optim.schedule constant --optim.warmup_steps 0
+  --checkpoint.every_minutes 0 --data.workers 1)
+job() { "${TRAIN[@]}" "$@"; }
+# mpirun starts alexnet-train itself (no shell in between, which would take the signals).
+mpijob() { mpirun -np 2 "${TRAIN[@]}" "$@"; }
+
+# Datasets of two files, compared bit for bit (h5py: arrays, and the step attribute).
+same_state() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+assert names, "no arrays"
+for n in names:
+    x, y = a[n][...], b[n][...]
+    if x.shape != y.shape or not np.array_equal(x, y):
+        d = np.abs(x.astype(np.float64) - y).max() if x.shape == y.shape else "shape"
+        sys.exit(f"{n} differs ({d})")
+assert a.attrs["step"] == b.attrs["step"], (a.attrs["step"], b.attrs["step"])
+print(f"{len(names)} arrays identical")
+PY
+}
+
+case_resume() {
+  mpijob --train.max_steps 12 --run.dir "$WORK/straight" > "$WORK/straight.txt" 2>&1 \
+    || { cat "$WORK/straight.txt"; fail "straight run"; }
+  mpijob --train.max_steps 6 --run.dir "$WORK/halves" > "$WORK/half1.txt" 2>&1 \
+    || { cat "$WORK/half1.txt"; fail "first half"; }
+  mpijob --train.max_steps 12 --run.dir "$WORK/halves" --resume latest > "$WORK/half2.txt" 2>&1 || { cat "$WORK/half2.txt"; fail "second half"; }
+  grep -q "resumed from .*step-000000006.h5 at step 6" "$WORK/half2.txt" \
+    || { cat "$WORK/half2.txt"; fail "no resume message"; }
+  same_state "$WORK/straight/checkpoints/step-000000012.h5" \
+    "$WORK/halves/checkpoints/step-000000012.h5" || fail "resumed run differs from the straight one"
+  # One rank continuing a two-rank run: allowed, and it says what changes.
+  job --train.max_steps 14 --run.dir "$WORK/halves" --resume latest > "$WORK/one.txt" 2>&1 \
+    || { cat "$WORK/one.txt"; fail "resume on 1 rank"; }
+  grep -q "the data order changes" "$WORK/one.txt" || { cat "$WORK/one.txt"; fail "no world-size note"; }
+}
+
+case_damaged() {
+  mpijob --train.max_steps 9 --checkpoint.every_steps 3 --checkpoint.keep 5 \
+    --run.dir "$WORK/run" > "$WORK/run.txt" 2>&1 || { cat "$WORK/run.txt"; fail "run"; }
+  local newest="$WORK/run/checkpoints/step-000000009.h5"
+  [ -f "$newest" ] || fail "no checkpoint at step 9"
+  # Damage the middle of the file: the arrays' checksum no longer matches.
+  local size
+  size=$(stat -c %s "$newest")
+  printf '\xde\xad\xbe\xef\xde\xad\xbe\xef' | dd of="$newest" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+  set +e
+  job --train.max_steps 10 --run.dir "$WORK/run" --resume "$newest" > "$WORK/refused.txt" 2> "$WORK/refused.err"
+  local rc=$?
+  set -e
+  [ $rc -eq 2 ] || { cat "$WORK/refused.txt" "$WORK/refused.err"; fail "damaged checkpoint: exit $rc, want 2"; }
+  [ "$(wc -l < "$WORK/refused.err")" = 1 ] || { cat "$WORK/refused.err"; fail "error is not one line"; }
+  grep -q "step-000000009.h5" "$WORK/refused.err" || fail "error does not name the file"
+  job --train.max_steps 10 --run.dir "$WORK/run" --resume latest > "$WORK/fallback.txt" 2>&1 \
+    || { cat "$WORK/fallback.txt"; fail "resume latest with a damaged newest"; }
+  grep -q "skipping a damaged checkpoint" "$WORK/fallback.txt" || fail "no skip message"
+  grep -q "resumed from .*step-000000006.h5" "$WORK/fallback.txt" || fail "did not fall back to step 6"
+}
+
+# Starts a long 2-rank job in the background; waits for its first progress line.
+start_long_job() {
+  local dir=$1
+  # mpirun itself in the background (not a function's subshell): $! is mpirun's pid.
+  mpirun -np 2 "${TRAIN[@]}" --train.epochs 50 --run.dir "$dir" --comm.timeout_s 8 > "$dir.txt" 2>&1 &
+  JOB_PID=$!
+  trap 'kill -KILL $JOB_PID 2>/dev/null || true' EXIT  # never leave a job behind a failed case
+  for _ in $(seq 1 600); do
+    grep -q "^epoch 0 step 4/" "$dir.txt" 2>/dev/null && return 0
+    kill -0 $JOB_PID 2>/dev/null || { cat "$dir.txt"; fail "job ended early"; }
+    sleep 0.1
+  done
+  cat "$dir.txt"
+  fail "no progress line within 60 s"
+}
+
+# Waits for the background job; sets JOB_RC and JOB_SECONDS.
+wait_job() {
+  local start=$SECONDS
+  set +e
+  wait "$JOB_PID"
+  JOB_RC=$?
+  set -e
+  JOB_SECONDS=$((SECONDS - start))
+}
+
+rank_pids() { pgrep -f "alexnet-train.*--run.dir $1" | while read -r p; do [ "$(ps -o comm= -p "$p")" = alexnet-train ] && echo "$p"; done; }
+
+case_signal() {
+  start_long_job "$WORK/term"
+  kill -TERM $(rank_pids "$WORK/term")  # as Slurm signals each task
+  wait_job
+  [ $JOB_RC -eq 3 ] || { cat "$WORK/term.txt"; fail "SIGTERM: exit $JOB_RC, want 3"; }
+  grep -q "stopped by a signal" "$WORK/term.txt" || fail "no stop message"
+  ls "$WORK/term/checkpoints/"step-*.h5 > /dev/null || fail "no checkpoint after SIGTERM"
+  start_long_job "$WORK/usr1"
+  kill -USR1 "$JOB_PID"  # mpirun forwards SIGUSR1 to every rank
+  wait_job
+  [ $JOB_RC -eq 3 ] || { cat "$WORK/usr1.txt"; fail "SIGUSR1: exit $JOB_RC, want 3"; }
+  local step
+  step=$(/usr/bin/python3 -c "import h5py,glob; print(h5py.File(sorted(glob.glob('$WORK/usr1/checkpoints/step-*.h5'))[-1],'r').attrs['step'])")
+  job --train.max_steps $((step + 2)) --run.dir "$WORK/usr1" --resume latest > "$WORK/after.txt" 2>&1 \
+    || { cat "$WORK/after.txt"; fail "resume after SIGUSR1"; }
+  grep -q "resumed from" "$WORK/after.txt" || fail "did not resume"
+}
+
+case_dead() {
+  start_long_job "$WORK/dead"
+  kill -KILL "$(rank_pids "$WORK/dead" | tail -1)"
+  wait_job
+  [ $JOB_RC -ne 0 ] || fail "job exited 0 after a rank was killed"
+  [ $JOB_SECONDS -le 30 ] || fail "job took $JOB_SECONDS s to end after a rank died"
+  echo "dead rank: job ended with status $JOB_RC after $JOB_SECONDS s"
+}
+
+case_hang() {
+  start_long_job "$WORK/hang"
+  local stopped
+  stopped=$(rank_pids "$WORK/hang" | tail -1)
+  kill -STOP "$stopped"  # alive but silent, as behind a cut link
+  wait_job
+  kill -KILL "$stopped" 2>/dev/null || true
+  [ $JOB_RC -ne 0 ] || fail "job exited 0"
+  [ $JOB_SECONDS -le 40 ] || fail "job took $JOB_SECONDS s to end (watchdog at 8 s)"
+  grep -q "no progress for" "$WORK/hang.txt" || { cat "$WORK/hang.txt"; fail "no watchdog message"; }
+  echo "silent rank: job ended with status $JOB_RC after $JOB_SECONDS s"
+}
+
+case_mismatch() {
+  set +e
+  mpirun -np 1 "${TRAIN[@]}" --train.max_steps 2 --run.dir "$WORK/m" : \
+    -np 1 "${TRAIN[@]}" --train.max_steps 2 --run.dir "$WORK/m" --optim.lr 0.5 > "$WORK/m.txt" 2> "$WORK/m.err"
+  local rc=$?
+  set -e
+  [ $rc -eq 2 ] || { cat "$WORK/m.txt" "$WORK/m.err"; fail "exit $rc, want 2"; }
+  [ "$(grep -c "another configuration" "$WORK/m.err")" = 1 ] || { cat "$WORK/m.err"; fail "want one message"; }
+}
+
+case_logs() {
+  mpijob --train.max_steps 8 --train.val_every 4 --run.dir "$WORK/logs" > "$WORK/logs.txt" 2>&1 || { cat "$WORK/logs.txt"; fail "run"; }
+  /usr/bin/python3 - "$WORK/logs/metrics.jsonl" <<'PY' || fail "metrics.jsonl"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+train = [r for r in rows if r["split"] == "train"]
+val = [r for r in rows if r["split"] == "val"]
+assert [r["step"] for r in train] == [2, 4, 6, 8], [r["step"] for r in train]
+for r in train:
+    for k in ("step", "epoch", "loss", "lr", "images_per_sec"):
+        assert k in r, (k, r)
+assert [r["step"] for r in val] == [4, 8], val
+assert all(0 <= r["top1"] <= r["top5"] <= 1 and r["samples"] == 2000 for r in val), val
+PY
+  if [ -z "$VENV_PYTHON" ] || [ ! -x "$VENV_PYTHON" ]; then
+    fail "no Python venv with tensorboard (the python_venv fixture)"
+  fi
+  "$VENV_PYTHON" "$SRC_DIR/tests/trainer/read_tensorboard_events.py" "$WORK/logs/tensorboard" \
+    > "$WORK/tb.txt" || fail "TensorBoard could not read the events"
+  grep -q "^train/loss 8 " "$WORK/tb.txt" || { cat "$WORK/tb.txt"; fail "no train/loss at step 8"; }
+  grep -q "^val/top1 8 " "$WORK/tb.txt" || { cat "$WORK/tb.txt"; fail "no val/top1 at step 8"; }
+}
+
+case_disk() {
+  MNT="$WORK/small"
+  mkdir -p "$MNT"
+  local mnt=$MNT
+  # 24 MB: room for one checkpoint of alexnet-mini (14 MB with its momentum), not for two.
+  if ! mount -t tmpfs -o size=24m tmpfs "$mnt" 2>/dev/null; then
+    echo "SKIP: cannot mount a small tmpfs here (needs root); full-disk case not run"
+    return 0
+  fi
+  trap 'umount "$MNT" 2>/dev/null || true' EXIT
+  set +e
+  job --train.max_steps 6 --checkpoint.every_steps 2 --checkpoint.keep 1 --run.dir "$mnt/run" \
+    > "$WORK/disk.txt" 2> "$WORK/disk.err"
+  local rc=$?
+  set -e
+  [ $rc -ne 0 ] || fail "a full disk went unnoticed"
+  grep -q "not written" "$WORK/disk.err" || { cat "$WORK/disk.err"; fail "no checkpoint error"; }
+  grep -q "previous checkpoint .*step-000000002.h5 is intact" "$WORK/disk.err" \
+    || { cat "$WORK/disk.txt" "$WORK/disk.err"; fail "the message does not name the intact checkpoint"; }
+  # The intact one still verifies and resumes (on a disk with room).
+  cp -r "$mnt/run" "$WORK/copy"
+  ls "$WORK/copy/checkpoints/" | grep -q "step-000000002.h5" || fail "previous checkpoint gone"
+  ! ls "$WORK/copy/checkpoints/" | grep -q tmp || fail "temporary file left behind"
+  job --train.max_steps 3 --run.dir "$WORK/copy" --resume latest > "$WORK/resume.txt" 2>&1 \
+    || { cat "$WORK/resume.txt"; fail "resume from the intact checkpoint"; }
+  umount "$mnt"
+  trap - EXIT
+}
+
+"case_$CASE"
+echo "train job e2e ($CASE): OK"
+rm -rf "$WORK"
