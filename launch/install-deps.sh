@@ -17,6 +17,10 @@ packages=(
   libopenblas0-pthread                  # a real BLAS under that PyTorch (libblas3 is the slow reference one)
   libprotobuf-dev protobuf-compiler     # TensorBoard event files (trainer/tensorboard_event.proto)
   python3-venv                          # the tests' venv for PyPI-only packages (tensorboard)
+  libonnx-dev                           # alexnet-export's ONNX graphs (protobuf classes, checker)
+  nlohmann-json3-dev                    # safetensors headers (JSON), alexnet-predict --json
+  python3-onnx                          # export tests: onnx.checker on the exported graphs
+  python3-pil                           # export tests: PNG and JPEG images for alexnet-predict
 )
 
 missing=()

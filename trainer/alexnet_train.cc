@@ -34,6 +34,7 @@
 #include "trainer/backend.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/init_from.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model.h"
 #include "trainer/model_spec.h"
@@ -239,6 +240,9 @@ void Job::resume_or_initialize() {
                 std::to_string(position_.step_in_epoch) + " of it)");
     } else {
       initialize_parameters(spec_, o_.seed, params_.data(), buffers_.data());
+      if (!o_.init_from.empty()) {  // weights in: fine-tuning (fresh only where init.skip says)
+        log_->say(init_from(o_.init_from, o_.init_skip, spec_, params_, buffers_));
+      }
     }
   }
   comm_.broadcast(&loaded, sizeof loaded, 0);

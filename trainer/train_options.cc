@@ -86,6 +86,11 @@ po::options_description table(TrainOptions& o) {
      "checkpoint every N minutes of training (0: off)")
     ("checkpoint.keep", po::value(&o.checkpoint_keep)->default_value(o.checkpoint_keep),
      "checkpoints kept (the newest; 0: all)")
+    ("init.from", po::value(&o.init_from),
+     "start from these weights (safetensors, weights file or checkpoint) instead of fresh ones")
+    ("init.skip", po::value(&o.init_skip)->multitoken(),
+     "state_dict keys to leave fresh: regular expressions matched at the key's start, so a "
+     "prefix works (classifier.6)")
     ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialization, data, dropout");
   // clang-format on
   return d;
@@ -165,7 +170,8 @@ std::string config_text(const TrainOptions& o) {
     << "\ntimeout_s = " << o.comm_timeout_s << "\n"
     << "[checkpoint]\nevery_steps = " << o.checkpoint_every_steps
     << "\nevery_minutes = " << o.checkpoint_every_minutes << "\nkeep = " << o.checkpoint_keep
-    << "\n";
+    << "\n"
+    << "[init]\nfrom = " << o.init_from << "\nskip = " << list(o.init_skip) << "\n";
   return s.str();
 }
 

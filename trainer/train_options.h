@@ -47,6 +47,10 @@ struct TrainOptions {
   double checkpoint_every_minutes = 30;
   int64_t checkpoint_keep = 3;
   std::string resume;  // "", "latest" or a path
+  // Weights in (trainer/init_from.h): a safetensors or weights/checkpoint file to start from, and
+  // regular expressions of state_dict keys to leave at fresh initialization.
+  std::string init_from;
+  std::vector<std::string> init_skip;
   uint64_t seed = 0;
   bool summary = false;
   bool print_config = false;

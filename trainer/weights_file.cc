@@ -16,6 +16,11 @@ void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector
   }
   w.set_attribute("/model", "arch", spec.arch);
   w.set_attribute("/model", "num_classes", spec.num_classes);
+  // The input the model was built for: alexnet-mini's size follows its dataset and cannot be
+  // told from the arrays alone (27 to 30 px all give the same shapes), and exporters need it.
+  w.set_attribute("/model", "in_channels", spec.in_channels);
+  w.set_attribute("/model", "input_height", spec.height);
+  w.set_attribute("/model", "input_width", spec.width);
 }
 
 void save_weights(const std::string& path, const ModelSpec& spec, const std::vector<float>& params,
