@@ -114,7 +114,9 @@ void GradientBuckets::communication_loop() {
     } catch (...) {
       failure = std::current_exception();
     }
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const auto end = Clock::now();
+    if (observer_) observer_(i, start, end);
+    const double seconds = std::chrono::duration<double>(end - start).count();
     lock.lock();
     reduce_seconds_ += seconds;
     if (failure && !error_) error_ = failure;
@@ -129,7 +131,9 @@ void GradientBuckets::wait(size_t i) {
     // No overlap (or one rank): reduce in order on this thread; bucket i and those before it.
     for (size_t k = 0; k <= i; ++k) {
       if (done_[k]) continue;
+      const auto bucket_start = Clock::now();
       reduce(k);
+      if (observer_) observer_(k, bucket_start, Clock::now());
       done_[k] = 1;
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();

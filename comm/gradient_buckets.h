@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -59,6 +60,12 @@ class GradientBuckets {
   void wait_all();
   BucketTimes times() const { return times_; }
 
+  // Called on the communication thread after each bucket's all-reduce (profiling); set before
+  // the first step.
+  using Observer = std::function<void(size_t bucket, std::chrono::steady_clock::time_point start,
+                                      std::chrono::steady_clock::time_point end)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
+
  private:
   size_t bucket_of(size_t offset, size_t count) const;
   void communication_loop();
@@ -81,6 +88,7 @@ class GradientBuckets {
   bool stopping_ = false;
   double reduce_seconds_ = 0;  // accumulated by the communication thread under mutex_
   BucketTimes times_;
+  Observer observer_;
   std::thread thread_;
 };
 

@@ -18,7 +18,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -39,6 +41,7 @@
 #include "trainer/model.h"
 #include "trainer/model_spec.h"
 #include "trainer/optimizer.h"
+#include "trainer/profiler.h"
 #include "trainer/run_log.h"
 #include "trainer/train_options.h"
 #include "trainer/train_step.h"
@@ -73,6 +76,13 @@ void install_signal_handlers() {
       throw std::runtime_error(std::string("sigaction failed: ") + std::strerror(errno));
     }
   }
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) throw std::runtime_error("cannot write '" + path + "': " + std::strerror(errno));
 }
 
 uint64_t fnv1a(const std::string& text) {
@@ -167,6 +177,7 @@ class Job {
   void broadcast_state();
   void write_checkpoint(int64_t epoch, int64_t step_in_epoch);
   EvalResult validate(int64_t epoch);
+  void write_profile(const Profiler& profiler);
   io::LoaderConfig train_loader_config(int64_t start_epoch, int64_t start_step) const;
 
   const TrainOptions& o_;
@@ -310,6 +321,31 @@ void Job::write_checkpoint(int64_t epoch, int64_t step_in_epoch) {
   log_->say("checkpoint " + path + " written (step " + std::to_string(position_.step) + ")");
 }
 
+// Each rank writes run.dir/profile/rank-R.json; rank 0 then merges those it can see (all of them
+// on a shared file system) into profile/trace.json.
+void Job::write_profile(const Profiler& profiler) {
+  const std::filesystem::path dir = std::filesystem::path(o_.run_dir) / "profile";
+  if (comm_.rank() == 0) std::filesystem::create_directories(dir);
+  comm_.barrier();
+  const std::string mine = (dir / ("rank-" + std::to_string(comm_.rank()) + ".json")).string();
+  write_text_file(mine, profiler.json(comm_.rank()));
+  comm_.barrier();
+  if (comm_.rank() != 0) return;
+  std::vector<std::string> traces;
+  for (int r = 0; r < comm_.size(); ++r) {
+    std::ifstream in(dir / ("rank-" + std::to_string(r) + ".json"));
+    if (in)
+      traces.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string merged = (dir / "trace.json").string();
+  write_text_file(merged, merge_traces(traces));
+  log_->say("profile of " + std::to_string(o_.profile_steps) + " steps from " +
+            std::to_string(traces.size()) + " rank(s) written to " + merged +
+            " (chrome://tracing or https://ui.perfetto.dev)" +
+            (profiler.dropped() > 0 ? "; " + std::to_string(profiler.dropped()) + " events dropped"
+                                    : std::string()));
+}
+
 // Every rank evaluates its share of the validation set with rank 0's batch-norm statistics;
 // the sums are reduced so the result covers every sample once.
 EvalResult Job::validate(int64_t epoch) {
@@ -407,8 +443,11 @@ int Job::run() {
         *train_set_, train_loader_config(position_.epoch, position_.step_in_epoch));
   }
 
-  double sums[3] = {0, 0, 0};  // this rank's loss * samples, top-1 hits, samples
-  double exposed = 0;
+  double sums[3] = {0, 0, 0};         // this rank's loss * samples, top-1 hits, samples
+  double times[5] = {0, 0, 0, 0, 0};  // forward, backward, comm wait, optimizer, data wait
+  Profiler profiler(o_.profile_steps > 0 ? 4096 * static_cast<size_t>(o_.profile_steps) : 0);
+  const int64_t first_step = position_.step;
+  if (o_.profile_steps > 0) step_runner.set_profiler(&profiler);
   auto window_start = Clock::now();
   int64_t window_steps = 0;
   auto checkpoint_clock = Clock::now();
@@ -416,8 +455,15 @@ int Job::run() {
   watchdog_->beat("training");
   while (loader) {
     if (position_.step >= total_steps) break;
+    const int64_t run_step = position_.step - first_step;
+    profiler.set_enabled(o_.profile_steps > 0 && run_step >= o_.profile_start &&
+                         run_step < o_.profile_start + o_.profile_steps);
+    const auto data_start = Clock::now();
     const io::Batch* b = loader->next();
+    const auto data_end = Clock::now();
     if (b == nullptr) break;
+    profiler.record("data wait", "data", 0, data_start, data_end);
+    times[4] += std::chrono::duration<double>(data_end - data_start).count();
     backend_->copy_to_device(input.get(), b->images,
                              static_cast<size_t>(model_->input_elements()) * sizeof(float));
     backend_->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
@@ -431,7 +477,14 @@ int Job::run() {
     ++position_.step;
     ++window_steps;
     checkpoint_current = false;
-    exposed += step_runner.times().exposed_seconds;
+    const StepTimes& st = step_runner.step_times();
+    times[0] += st.forward;
+    times[1] += st.backward;
+    times[2] += st.comm_wait;
+    times[3] += st.optimizer;
+    if (o_.profile_steps > 0 && run_step + 1 == o_.profile_start + o_.profile_steps) {
+      write_profile(profiler);
+    }
     sums[0] += r.loss * static_cast<double>(b->size);
     sums[1] += static_cast<double>(r.top1);
     sums[2] += static_cast<double>(b->size);
@@ -459,8 +512,9 @@ int Job::run() {
           kExitDiverged);
     }
     if (o_.log_every > 0 && position_.step % o_.log_every == 0) {
-      double totals[4] = {sums[0], sums[1], sums[2], exposed};
-      comm_.all_reduce(totals, 4, comm::ReduceOp::kSum);
+      double totals[8] = {sums[0],  sums[1],  sums[2],  times[0],
+                          times[1], times[2], times[3], times[4]};
+      comm_.all_reduce(totals, 8, comm::ReduceOp::kSum);
       const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       TrainRecord rec;
       rec.epoch = b->epoch;
@@ -475,9 +529,15 @@ int Job::run() {
       rec.world_size = world;
       rec.eta_seconds = seconds / static_cast<double>(window_steps) *
                         static_cast<double>(total_steps - position_.step);
-      rec.exposed_comm_seconds = totals[3] / world / static_cast<double>(window_steps);
+      const double per_step = 1.0 / (world * static_cast<double>(window_steps));
+      rec.forward_seconds = totals[3] * per_step;
+      rec.backward_seconds = totals[4] * per_step;
+      rec.comm_wait_seconds = totals[5] * per_step;
+      rec.optimizer_seconds = totals[6] * per_step;
+      rec.data_wait_seconds = totals[7] * per_step;
       log_->train(rec);
-      sums[0] = sums[1] = sums[2] = exposed = 0;
+      sums[0] = sums[1] = sums[2] = 0;
+      for (double& x : times) x = 0;
       window_steps = 0;
       window_start = Clock::now();
     }
@@ -499,7 +559,8 @@ int Job::run() {
       watchdog_->beat("training");
       window_start = Clock::now();  // the img/s of the next progress line is training's alone
       window_steps = 0;
-      sums[0] = sums[1] = sums[2] = exposed = 0;
+      sums[0] = sums[1] = sums[2] = 0;
+      for (double& x : times) x = 0;
     }
     position_.epoch = next_epoch;
     position_.step_in_epoch = next_step_in_epoch;

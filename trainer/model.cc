@@ -222,10 +222,12 @@ const float* Model::forward(const float* input, bool training, const DropoutKey&
   if (!layers_.empty() && layers_[0]->spec->kind == LayerKind::kRelu) {
     throw std::logic_error("a model may not start with an in-place ReLU");
   }
+  const bool profiling = profiler_ != nullptr && profiler_->enabled();
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& l = *layers_[i];
     const float* x = activations_[i];
     float* y = activations_[i + 1];
+    const auto start = profiling ? Profiler::Clock::now() : Profiler::Clock::time_point{};
     const float* w = l.weight >= 0 ? params_ + l.weight : nullptr;
     const float* b = l.bias >= 0 ? params_ + l.bias : nullptr;
     switch (l.spec->kind) {
@@ -270,6 +272,10 @@ const float* Model::forward(const float* input, bool training, const DropoutKey&
         l.flatten->forward(x, y);
         break;
     }
+    if (profiling) {
+      backend_.synchronize();
+      profiler_->record(l.spec->name.c_str(), "forward", 0, start, Profiler::Clock::now());
+    }
   }
   return activations_.back();
 }
@@ -282,10 +288,12 @@ void Model::backward(const std::function<void(int64_t, int64_t)>& ready) {
   if (!training_) throw std::logic_error("Model::backward after a forward that was not training");
   float* dy = grad_a_;  // d(loss)/d(logits), written by loss()
   float* dx = grad_b_;
+  const bool profiling = profiler_ != nullptr && profiler_->enabled();
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& l = *layers_[i];
     const float* x = activations_[i];
     const float* y = activations_[i + 1];
+    const auto start = profiling ? Profiler::Clock::now() : Profiler::Clock::time_point{};
     const bool need_dx = i > 0;  // nobody wants the gradient of the input images
     const float* w = l.weight >= 0 ? params_ + l.weight : nullptr;
     float* dw = l.weight >= 0 ? grads_ + l.weight : nullptr;
@@ -325,6 +333,10 @@ void Model::backward(const std::function<void(int64_t, int64_t)>& ready) {
       case LayerKind::kFlatten:
         l.flatten->backward(dy, dx);
         break;
+    }
+    if (profiling) {
+      backend_.synchronize();
+      profiler_->record(l.spec->name.c_str(), "backward", 0, start, Profiler::Clock::now());
     }
     if (ready && l.param_end > l.param_begin) ready(l.param_begin, l.param_end - l.param_begin);
     std::swap(dy, dx);

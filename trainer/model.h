@@ -10,6 +10,7 @@
 
 #include "trainer/backend.h"
 #include "trainer/model_spec.h"
+#include "trainer/profiler.h"
 
 namespace alexnet::trainer {
 
@@ -33,6 +34,9 @@ class Model {
   float* buffers() { return buffers_; }
   // Elements of one input batch, [batch, C, H, W] in the backend's activation layout.
   int64_t input_elements() const;
+
+  // Records every layer's forward and backward while the profiler is enabled (may be null).
+  void set_profiler(Profiler* profiler) { profiler_ = profiler; }
 
   // Dropout can be switched off (the equivalence tests compare with PyTorch without it).
   void set_dropout(bool enabled) { dropout_enabled_ = enabled; }
@@ -65,6 +69,7 @@ class Model {
   float* grad_b_ = nullptr;
   const float* input_ = nullptr;
   bool dropout_enabled_ = true;
+  Profiler* profiler_ = nullptr;
   bool training_ = false;
 };
 

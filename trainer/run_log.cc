@@ -58,21 +58,28 @@ void RunLog::train(const TrainRecord& r) {
   if (!enabled_) return;
   std::printf(
       "epoch %lld step %lld/%lld (%lld/%lld): loss %.4f top-1 %.2f%% lr %.5g | %.1f img/s "
-      "(%.1f per rank x %d) | comm wait %.0f ms/step | ETA %s\n",
+      "(%.1f per rank x %d) | ms/step: fwd %.0f bwd %.0f comm wait %.0f opt %.0f data %.0f | "
+      "ETA %s\n",
       static_cast<long long>(r.epoch), static_cast<long long>(r.step_in_epoch),
       static_cast<long long>(r.steps_per_epoch), static_cast<long long>(r.step),
       static_cast<long long>(r.total_steps), r.loss, 100 * r.top1, r.lr, r.images_per_sec,
-      r.images_per_sec / r.world_size, r.world_size, 1e3 * r.exposed_comm_seconds,
-      duration_text(r.eta_seconds).c_str());
+      r.images_per_sec / r.world_size, r.world_size, 1e3 * r.forward_seconds,
+      1e3 * r.backward_seconds, 1e3 * r.comm_wait_seconds, 1e3 * r.optimizer_seconds,
+      1e3 * r.data_wait_seconds, duration_text(r.eta_seconds).c_str());
   std::fflush(stdout);
   std::fprintf(
       metrics_,
       "{\"split\": \"train\", \"step\": %lld, \"epoch\": %lld, \"loss\": %s, \"top1\": %s, "
       "\"lr\": %s, \"images_per_sec\": %s, \"images_per_sec_per_rank\": %s, "
-      "\"world_size\": %d, \"time\": %.3f}\n",
+      "\"world_size\": %d, \"seconds_forward\": %s, \"seconds_backward\": %s, "
+      "\"seconds_comm_wait\": %s, \"seconds_optimizer\": %s, \"seconds_data_wait\": %s, "
+      "\"time\": %.3f}\n",
       static_cast<long long>(r.step), static_cast<long long>(r.epoch), number(r.loss).c_str(),
       number(r.top1).c_str(), number(r.lr).c_str(), number(r.images_per_sec).c_str(),
-      number(r.images_per_sec / r.world_size).c_str(), r.world_size, unix_time());
+      number(r.images_per_sec / r.world_size).c_str(), r.world_size,
+      number(r.forward_seconds).c_str(), number(r.backward_seconds).c_str(),
+      number(r.comm_wait_seconds).c_str(), number(r.optimizer_seconds).c_str(),
+      number(r.data_wait_seconds).c_str(), unix_time());
   std::fflush(metrics_);
   tensorboard_->add_scalar("train/loss", r.loss, r.step);
   tensorboard_->add_scalar("train/top1", r.top1, r.step);

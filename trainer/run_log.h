@@ -20,7 +20,10 @@ struct TrainRecord {
   double images_per_sec = 0;          // all ranks together
   int world_size = 1;
   double eta_seconds = 0;
-  double exposed_comm_seconds = 0;  // per step, blocked on gradient all-reduce
+  // Seconds per step, mean over the ranks: forward and loss, backward, blocked on the gradient
+  // all-reduce after backward, the optimizer, and waiting for the loader's next batch.
+  double forward_seconds = 0, backward_seconds = 0, comm_wait_seconds = 0, optimizer_seconds = 0,
+         data_wait_seconds = 0;
 };
 
 class RunLog {

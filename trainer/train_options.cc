@@ -86,6 +86,10 @@ po::options_description table(TrainOptions& o) {
      "checkpoint every N minutes of training (0: off)")
     ("checkpoint.keep", po::value(&o.checkpoint_keep)->default_value(o.checkpoint_keep),
      "checkpoints kept (the newest; 0: all)")
+    ("profile.steps", po::value(&o.profile_steps)->default_value(o.profile_steps),
+     "write a Chrome trace (run.dir/profile/trace.json) of this many steps (0: off)")
+    ("profile.start", po::value(&o.profile_start)->default_value(o.profile_start),
+     "the first profiled step of this run (after warm-up)")
     ("init.from", po::value(&o.init_from),
      "start from these weights (safetensors, weights file or checkpoint) instead of fresh ones")
     ("init.skip", po::value(&o.init_skip)->multitoken(),

@@ -47,6 +47,8 @@ struct TrainOptions {
   double checkpoint_every_minutes = 30;
   int64_t checkpoint_keep = 3;
   std::string resume;  // "", "latest" or a path
+  // Chrome trace of steps [profile_start, profile_start + profile_steps) of this run.
+  int64_t profile_steps = 0, profile_start = 5;
   // Weights in (trainer/init_from.h): a safetensors or weights/checkpoint file to start from, and
   // regular expressions of state_dict keys to leave at fresh initialization.
   std::string init_from;

@@ -2,8 +2,10 @@
 #include "trainer/train_step.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <span>
+#include <string>
 
 namespace alexnet::trainer {
 
@@ -35,12 +37,37 @@ TrainStep::TrainStep(Model& model, Optimizer& optimizer, comm::Communicator& com
         buckets_.ready(static_cast<size_t>(offset), static_cast<size_t>(count));
       }) {}
 
+void TrainStep::set_profiler(Profiler* profiler) {
+  profiler_ = profiler;
+  model_.set_profiler(profiler);
+  bucket_names_.clear();
+  for (size_t i = 0; i < buckets_.buckets().size(); ++i) {
+    bucket_names_.push_back("bucket " + std::to_string(i) + " (" +
+                            std::to_string(buckets_.buckets()[i].count) + " floats)");
+  }
+  if (profiler == nullptr) {
+    buckets_.set_observer({});
+    return;
+  }
+  buckets_.set_observer(
+      [this](size_t bucket, Profiler::Clock::time_point start, Profiler::Clock::time_point end) {
+        profiler_->record(bucket_names_[bucket].c_str(), "all-reduce", 1, start, end);
+      });
+}
+
 LossResult TrainStep::run(const float* input, const int32_t* labels, const DropoutKey& key,
                           double lr) {
+  using Clock = Profiler::Clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  const auto t0 = Clock::now();
   model_.forward(input, true, key);
   LossResult loss = model_.loss(labels, true);
+  const auto t1 = Clock::now();
   buckets_.begin_step();
   model_.backward(ready_);
+  const auto t2 = Clock::now();
   const auto n = static_cast<size_t>(model_.spec().param_floats);
   std::span<float> params(model_.params(), n), grads(model_.grads(), n);
   optimizer_.begin_step(lr);
@@ -49,14 +76,20 @@ LossResult TrainStep::run(const float* input, const int32_t* labels, const Dropo
     buckets_.wait_all();
     scale_grads(grads, clip_coefficient(grad_norm(grads), config_.clip_grad_norm));
     optimizer_.update(params, grads, 0, n);
-    return loss;
+  } else {
+    // Bucket i's update runs while the communication thread reduces bucket i + 1.
+    for (size_t i = 0; i < buckets_.buckets().size(); ++i) {
+      buckets_.wait(i);
+      const comm::Bucket& b = buckets_.buckets()[i];
+      optimizer_.update(params, grads, b.offset, b.count);
+    }
   }
-  // Bucket i's update runs while the communication thread reduces bucket i + 1.
-  for (size_t i = 0; i < buckets_.buckets().size(); ++i) {
-    buckets_.wait(i);
-    const comm::Bucket& b = buckets_.buckets()[i];
-    optimizer_.update(params, grads, b.offset, b.count);
-  }
+  const auto t3 = Clock::now();
+  step_times_.forward = seconds(t0, t1);
+  step_times_.backward = seconds(t1, t2);
+  step_times_.comm_wait = buckets_.times().exposed_seconds;
+  step_times_.optimizer = std::max(0.0, seconds(t2, t3) - step_times_.comm_wait);
+  if (profiler_ != nullptr) profiler_->record("optimizer and waits", "step", 0, t2, t3);
   return loss;
 }
 

@@ -7,12 +7,15 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/gradient_buckets.h"
 #include "trainer/backend.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/profiler.h"
 
 namespace alexnet::trainer {
 
@@ -21,6 +24,14 @@ struct TrainStepConfig {
   comm::WireType wire = comm::WireType::kFloat32;
   bool overlap = true;        // all-reduce during backward
   double clip_grad_norm = 0;  // global norm after averaging; 0: off
+};
+
+// Where one step's time went, in seconds (the caller adds the data wait).
+struct StepTimes {
+  double forward = 0;    // forward and loss
+  double backward = 0;   // backward, the all-reduce running alongside
+  double comm_wait = 0;  // blocked on bucket all-reduces after backward: communication not hidden
+  double optimizer = 0;  // the updates themselves
 };
 
 class TrainStep {
@@ -34,6 +45,10 @@ class TrainStep {
   LossResult run(const float* input, const int32_t* labels, const DropoutKey& key, double lr);
 
   comm::BucketTimes times() const { return buckets_.times(); }
+  const StepTimes& step_times() const { return step_times_; }
+
+  // Records layers, buckets and the optimizer into `profiler` while it is enabled.
+  void set_profiler(Profiler* profiler);
   const std::vector<comm::Bucket>& buckets() const { return buckets_.buckets(); }
 
  private:
@@ -42,6 +57,9 @@ class TrainStep {
   const TrainStepConfig config_;
   comm::GradientBuckets buckets_;
   std::function<void(int64_t, int64_t)> ready_;
+  StepTimes step_times_;
+  Profiler* profiler_ = nullptr;
+  std::vector<std::string> bucket_names_;  // for the profiler's events
 };
 
 // Every layer's parameter span, last layer first: what backward reports through ready().

@@ -8,7 +8,7 @@
 #   dead      a rank killed with SIGKILL ends the job non-zero within 30 s
 #   hang      a rank that stops answering (SIGSTOP) ends the job through the watchdog
 #   mismatch  ranks with different configurations are refused (exit 2, one message)
-#   logs      metrics.jsonl fields; TensorBoard itself reads the event file
+#   logs      metrics.jsonl fields; TensorBoard itself reads the event file; the Chrome trace
 #   disk      a full disk while checkpointing: clear error, the previous checkpoint intact
 # Usage: train_job_e2e.sh BIN_DIR SOURCE_DIR WORK_DIR CASE [VENV_PYTHON]
 set -euo pipefail
@@ -172,7 +172,8 @@ case_mismatch() {
 }
 
 case_logs() {
-  mpijob --train.max_steps 8 --train.val_every 4 --run.dir "$WORK/logs" > "$WORK/logs.txt" 2>&1 || { cat "$WORK/logs.txt"; fail "run"; }
+  mpijob --train.max_steps 8 --train.val_every 4 --profile.steps 2 --profile.start 2 \
+    --comm.bucket_mb 1 --run.dir "$WORK/logs" > "$WORK/logs.txt" 2>&1 || { cat "$WORK/logs.txt"; fail "run"; }
   /usr/bin/python3 - "$WORK/logs/metrics.jsonl" <<'PY' || fail "metrics.jsonl"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -180,10 +181,25 @@ train = [r for r in rows if r["split"] == "train"]
 val = [r for r in rows if r["split"] == "val"]
 assert [r["step"] for r in train] == [2, 4, 6, 8], [r["step"] for r in train]
 for r in train:
-    for k in ("step", "epoch", "loss", "lr", "images_per_sec"):
+    for k in ("step", "epoch", "loss", "lr", "images_per_sec", "seconds_forward",
+              "seconds_backward", "seconds_comm_wait", "seconds_optimizer", "seconds_data_wait"):
         assert k in r, (k, r)
+    assert r["seconds_forward"] > 0 and r["seconds_backward"] > 0, r
 assert [r["step"] for r in val] == [4, 8], val
 assert all(0 <= r["top1"] <= r["top5"] <= 1 and r["samples"] == 2000 for r in val), val
+PY
+  /usr/bin/python3 - "$WORK/logs/profile/trace.json" <<'PY' || fail "Chrome trace"
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+spans = [e for e in events if e.get("ph") == "X"]
+for rank in (0, 1):
+    mine = [e for e in spans if e["pid"] == rank]
+    cats = {e["cat"] for e in mine}
+    assert {"forward", "backward", "all-reduce", "data"} <= cats, (rank, cats)
+    assert any(e["name"] == "features.0" and e["cat"] == "backward" for e in mine), rank
+    assert all(e["dur"] >= 0 for e in mine)
+# 2 steps, several 1 MB buckets each, on the communication thread
+assert len([e for e in spans if e["cat"] == "all-reduce" and e["pid"] == 0]) >= 4
 PY
   if [ -z "$VENV_PYTHON" ] || [ ! -x "$VENV_PYTHON" ]; then
     fail "no Python venv with tensorboard (the python_venv fixture)"
