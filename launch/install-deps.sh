@@ -21,6 +21,11 @@ packages=(
   nlohmann-json3-dev                    # safetensors headers (JSON), alexnet-predict --json
   python3-onnx                          # export tests: onnx.checker on the exported graphs
   python3-pil                           # export tests: PNG and JPEG images for alexnet-predict
+  python3-matplotlib                    # launch/scaling-sweep: the PNG plots
+  slurmctld                             # Slurm controller: tests/slurm/ runs a one-node cluster
+  slurmd                                # Slurm node daemon (and its plugins, PMIx for srun --mpi=pmix)
+  slurm-client                          # sbatch, srun, squeue, scontrol (launch/alexnet.sbatch)
+  munge                                 # Slurm's authentication (the tests' cluster runs its own munged)
 )
 
 missing=()

@@ -8,6 +8,7 @@
 // Inf (the last good checkpoint is kept); 5 a peer rank stopped answering (comm.timeout_s).
 #include <malloc.h>
 #include <omp.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,7 +22,10 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -161,10 +165,63 @@ LrScheduleConfig schedule_config(const TrainOptions& o, int64_t steps_per_epoch)
 }
 
 // Compute threads per rank: the node's cores shared among the ranks on it.
+// Compute threads per rank. A rank that the launcher bound to some CPUs (Open MPI's default
+// binding, Slurm's task affinity) gets exactly those; an unbound one its share of the node.
 int compute_threads(const TrainOptions& o, const comm::Communicator& comm) {
   if (o.threads > 0) return o.threads;
   const auto cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (sched_getaffinity(0, sizeof mask, &mask) == 0) {
+    const int allowed = CPU_COUNT(&mask);
+    if (allowed > 0 && allowed < cores) return allowed;
+  }
   return std::max(1, cores / std::max(1, comm.local_size()));
+}
+
+// "key = value" lines of a config text, with their [section] prefixed ("optim.lr").
+std::map<std::string, std::string> config_entries(const std::string& text) {
+  std::map<std::string, std::string> entries;
+  std::istringstream in(text);
+  std::string line, section;
+  while (std::getline(in, line)) {
+    if (line.size() > 2 && line.front() == '[' && line.back() == ']') {
+      section = line.substr(1, line.size() - 2) + ".";
+      continue;
+    }
+    const size_t eq = line.find(" = ");
+    if (eq != std::string::npos) entries[section + line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return entries;
+}
+
+// What a resumed run changes of the settings the checkpoint was trained with (the length of the
+// run, logging, checkpointing and profiling excepted: changing those is what resuming is for).
+std::string changed_settings(const std::string& saved, const std::string& now) {
+  static const std::set<std::string> kFree = {"train.epochs",
+                                              "train.max_steps",
+                                              "train.log_every",
+                                              "train.val_every",
+                                              "data.workers",
+                                              "run.dir",
+                                              "run.threads",
+                                              "comm.timeout_s",
+                                              "checkpoint.every_steps",
+                                              "checkpoint.every_minutes",
+                                              "checkpoint.keep",
+                                              "profile.steps",
+                                              "profile.start",
+                                              "data.val",
+                                              "train.batch_size"};
+  const auto a = config_entries(saved), b = config_entries(now);
+  std::string changes;
+  for (const auto& [key, value] : b) {
+    if (kFree.count(key) != 0) continue;
+    const auto it = a.find(key);
+    if (it == a.end() || it->second == value) continue;
+    changes += (changes.empty() ? "" : ", ") + key + " " + it->second + " -> " + value;
+  }
+  return changes;
 }
 
 class Job {
@@ -246,6 +303,11 @@ void Job::resume_or_initialize() {
       position_ = load_checkpoint(path, spec_, params_, buffers_, *optimizer_, *schedule_);
       last_checkpoint_ = path;
       loaded = 1;
+      // A requeued job re-reads its config file: say what differs from the checkpoint's run.
+      const std::string changes = changed_settings(checkpoint_config(path), config_);
+      if (!changes.empty()) {
+        log_->say("warning: resuming with settings that differ from the checkpoint's: " + changes);
+      }
       log_->say("resumed from " + path + " at step " + std::to_string(position_.step) + " (epoch " +
                 std::to_string(position_.epoch) + ", step " +
                 std::to_string(position_.step_in_epoch) + " of it)");

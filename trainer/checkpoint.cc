@@ -87,6 +87,11 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
   return p;
 }
 
+std::string checkpoint_config(const std::string& path) {
+  io::CheckpointReader r(path);
+  return r.has_attribute("/", "config") ? r.string_attribute("/", "config") : std::string();
+}
+
 std::vector<std::string> list_checkpoints(const std::string& dir) {
   std::vector<std::string> files;
   std::error_code ec;

@@ -51,6 +51,9 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
                                    std::vector<float>& params, std::vector<float>& buffers,
                                    Optimizer& optimizer, LrSchedule& schedule);
 
+// The merged configuration text a checkpoint was written with (/@config).
+std::string checkpoint_config(const std::string& path);
+
 // The checkpoints in `dir`, oldest first (by step).
 std::vector<std::string> list_checkpoints(const std::string& dir);
 

@@ -66,9 +66,12 @@ case_resume() {
   same_state "$WORK/straight/checkpoints/step-000000012.h5" \
     "$WORK/halves/checkpoints/step-000000012.h5" || fail "resumed run differs from the straight one"
   # One rank continuing a two-rank run: allowed, and it says what changes.
-  job --train.max_steps 14 --run.dir "$WORK/halves" --resume latest > "$WORK/one.txt" 2>&1 \
-    || { cat "$WORK/one.txt"; fail "resume on 1 rank"; }
+  # ... and a changed setting is named (a requeued job re-reads its config file).
+  job --train.max_steps 14 --run.dir "$WORK/halves" --resume latest --optim.lr 0.01 \
+    > "$WORK/one.txt" 2>&1 || { cat "$WORK/one.txt"; fail "resume on 1 rank"; }
   grep -q "the data order changes" "$WORK/one.txt" || { cat "$WORK/one.txt"; fail "no world-size note"; }
+  grep -q "differ from the checkpoint's: optim.lr 0.05 -> 0.01$" "$WORK/one.txt" \
+    || { cat "$WORK/one.txt"; fail "changed lr not reported"; }
 }
 
 case_damaged() {
