@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*"; exit 1; }
   --data.train "$WORK/fm-train-00000.h5" --data.val "$WORK/fm-val-00000.h5" \
   --train.batch_size 32 --train.max_steps 12 --train.log_every 4 --train.epochs 1 --optim.warmup_steps 2 \
   --run.dir "$WORK/run" > "$WORK/train.txt" 2>&1 || { cat "$WORK/train.txt"; fail "alexnet-train"; }
-grep -q "step 12/250: loss" "$WORK/train.txt" || { cat "$WORK/train.txt"; fail "progress lines"; }
+grep -q "step 12/250 (12/12): loss" "$WORK/train.txt" || { cat "$WORK/train.txt"; fail "progress lines"; }
 [ -f "$WORK/run/weights.h5" ] || fail "no weights file"
 
 "$BIN/alexnet-eval" --weights "$WORK/run/weights.h5" --data "$WORK/fm-val-00000.h5" \
