@@ -37,23 +37,8 @@ job() { "${TRAIN[@]}" "$@"; }
 # mpirun starts alexnet-train itself (no shell in between, which would take the signals).
 mpijob() { mpirun -np 2 "${TRAIN[@]}" "$@"; }
 
-# Datasets of two files, compared bit for bit (h5py: arrays, and the step attribute).
-same_state() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = []
-a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
-assert names, "no arrays"
-for n in names:
-    x, y = a[n][...], b[n][...]
-    if x.shape != y.shape or not np.array_equal(x, y):
-        d = np.abs(x.astype(np.float64) - y).max() if x.shape == y.shape else "shape"
-        sys.exit(f"{n} differs ({d})")
-assert a.attrs["step"] == b.attrs["step"], (a.attrs["step"], b.attrs["step"])
-print(f"{len(names)} arrays identical")
-PY
-}
+# Two checkpoints compared bit for bit (every array and the step).
+same_state() { /usr/bin/python3 "$SRC_DIR/tests/same_checkpoint_state.py" "$1" "$2"; }
 
 case_resume() {
   mpijob --train.max_steps 12 --run.dir "$WORK/straight" > "$WORK/straight.txt" 2>&1 \
