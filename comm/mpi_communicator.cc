@@ -82,6 +82,10 @@ namespace {
 
 size_t wire_bytes(WireType wire) { return wire == WireType::kFloat32 ? 4 : 2; }
 
+// The reduce-scatter's unit of exchange: small enough to stay in L2 between its arrival and
+// its sum, large enough that MPI's per-message cost does not show.
+constexpr size_t kSegmentBytes = size_t{1} << 20;
+
 // Chunk k of a ring over p ranks: [begin(k), begin(k + 1)).
 size_t chunk_begin(size_t count, int p, int k) {
   return count * static_cast<size_t>(k) / static_cast<size_t>(p);
@@ -164,13 +168,26 @@ void MpiCommunicator::ring_all_reduce(float* data, size_t count, ReduceOp op, Wi
     size_t sb, sn, rb, rn;
     chunk(rank_ - s, &sb, &sn);
     chunk(rank_ - s - 1, &rb, &rn);
-    const void* send = data + sb;
-    if (!fp32) {
-      encode(data + sb, sn, wire, send_stage_.data());
-      send = send_stage_.data();
+    // In segments of kSegmentBytes: each received piece is summed while it is still in the
+    // cache, rather than a whole chunk (122 MB of AlexNet's gradient on 2 ranks) being written
+    // to memory and read back.
+    // Every rank makes the same number of exchanges per step (from the largest chunk, some of
+    // them empty), so that each send has its receive on the neighbour.
+    const size_t segment = std::max<size_t>(1, kSegmentBytes / wb);
+    const size_t largest = chunk_begin(count, p, 1) + 1;
+    const size_t exchanges = (largest + segment - 1) / segment;
+    for (size_t e = 0, done_s = 0, done_r = 0; e < exchanges; ++e) {
+      const size_t ns = std::min(segment, sn - done_s), nr = std::min(segment, rn - done_r);
+      const void* send = data + sb + done_s;
+      if (!fp32) {
+        encode(data + sb + done_s, ns, wire, send_stage_.data());
+        send = send_stage_.data();
+      }
+      exchange(send, ns, recv_stage_.data(), nr, s, "all-reducing (reduce-scatter)");
+      decode<true>(recv_stage_.data(), nr, wire, data + rb + done_r);
+      done_s += ns;
+      done_r += nr;
     }
-    exchange(send, sn, recv_stage_.data(), rn, s, "all-reducing (reduce-scatter)");
-    decode<true>(recv_stage_.data(), rn, wire, data + rb);
   }
   // The owned chunk: averaged, and rounded through the wire type here as on every receiver.
   size_t ob, on;
