@@ -97,7 +97,8 @@ uint64_t fnv1a(const std::string& text) {
 
 // Every rank must run the same job: compares a hash of the merged configuration.
 void check_same_config(comm::Communicator& comm, const std::string& config) {
-  const uint64_t mine = fnv1a(config);
+  // The build too: ranks from different builds (another commit on some node) must not mix.
+  const uint64_t mine = fnv1a(config + "\nbuild = " ALEXNET_BUILD_ID "\n");
   std::vector<uint64_t> all(static_cast<size_t>(comm.size()));
   comm.all_gather(&mine, all.data(), sizeof mine);
   std::string differing;
@@ -106,8 +107,9 @@ void check_same_config(comm::Communicator& comm, const std::string& config) {
   }
   if (!differing.empty()) {
     throw CollectiveError("rank(s) " + differing +
-                              " run another configuration than rank 0 (config and options must "
-                              "be the same on every rank; compare --print-config)",
+                              " run another configuration or build than rank 0 (config, options "
+                              "and alexnet-train binary must be the same on every rank; compare "
+                              "--print-config and --version)",
                           kExitBadInput);
   }
 }
@@ -652,6 +654,10 @@ int main(int argc, char** argv) {
   TrainOptions o;
   try {
     if (!parse_train_options(argc, argv, o)) return 0;
+    if (o.version) {
+      std::cout << "alexnet-train " << ALEXNET_BUILD_ID << "\n";
+      return 0;
+    }
     if (o.print_config) {
       std::cout << config_text(o);
       return 0;

@@ -112,6 +112,7 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
     ("print-config", po::bool_switch(&o.print_config), "print the resolved configuration, exit")
     ("resume", po::value(&o.resume),
      "latest (the newest good checkpoint in run.dir, if any) or a checkpoint path")
+    ("version", po::bool_switch(&o.version), "print the build (git describe) and exit")
     ("help,h", "this help");
   // clang-format on
   po::options_description all;

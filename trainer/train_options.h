@@ -56,6 +56,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   bool summary = false;
   bool print_config = false;
+  bool version = false;
 };
 
 // Parses argv (and the --config file). Returns false after printing --help. Throws

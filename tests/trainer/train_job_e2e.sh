@@ -156,7 +156,7 @@ case_mismatch() {
   local rc=$?
   set -e
   [ $rc -eq 2 ] || { cat "$WORK/m.txt" "$WORK/m.err"; fail "exit $rc, want 2"; }
-  [ "$(grep -c "another configuration" "$WORK/m.err")" = 1 ] || { cat "$WORK/m.err"; fail "want one message"; }
+  [ "$(grep -c "another configuration or build" "$WORK/m.err")" = 1 ] || { cat "$WORK/m.err"; fail "want one message"; }
 }
 
 case_logs() {
