@@ -11,31 +11,12 @@
 #include <vector>
 
 #include "io/shard_writer.h"
+#include "tests/temp_dir.h"
 
 namespace alexnet::io::testing {
 
 // A fresh folder under the system's temporary folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("alexnet-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 // Pixel (y, x, c) of sample `index`: a function of all four, so a sample shows who it is.
 inline uint8_t pattern_pixel(int64_t index, int64_t y, int64_t x, int64_t c) {

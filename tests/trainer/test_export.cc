@@ -17,6 +17,7 @@
 #include "io/checkpoint_file.h"
 #include "io/error.h"
 #include "tests/subprocess.h"
+#include "tests/temp_dir.h"
 #include "tests/trainer/backend_test_util.h"
 #include "trainer/backend.h"
 #include "trainer/export/onnx_export.h"
@@ -32,21 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::shell_quote;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string name = (fs::temp_directory_path() / "alexnet-export-XXXXXX").string();
-    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = name;
-  }
-  ~TempDir() {
-    if (std::getenv("ALEXNET_KEEP_TEST_FILES") == nullptr) fs::remove_all(path_);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 // A model with random weights; batch norm gets non-trivial affine parameters and running
 // statistics so that the exported inference form is really exercised.

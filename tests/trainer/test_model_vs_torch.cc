@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/temp_dir.h"
 #include "tests/trainer/backend_test_util.h"
 #include "trainer/backend.h"
 #include "trainer/model.h"
@@ -24,23 +25,7 @@ namespace {
 
 const std::string kScript = ALEXNET_SOURCE_DIR "/tests/trainer/torch_model_reference.py";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string name = (std::filesystem::temp_directory_path() / "alexnet-model-XXXXXX").string();
-    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = name;
-  }
-  ~TempDir() {
-    if (std::getenv("ALEXNET_KEEP_TEST_FILES") != nullptr) return;  // for debugging a failure
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& f) const { return (path_ / f).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 template <typename T>
 void write_raw(const std::string& path, const std::vector<T>& v) {

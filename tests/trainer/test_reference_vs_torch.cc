@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tests/subprocess.h"
+#include "tests/temp_dir.h"
 #include "trainer/cpu/reference_ops.h"
 
 namespace alexnet::trainer::reference {
@@ -40,24 +41,7 @@ using test::run;
 using test::shell_quote;
 
 // A fresh folder under the system's temporary directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string name = (std::filesystem::temp_directory_path() / "alexnet-torch-XXXXXX").string();
-    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + name);
-    path_ = name;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 // The script's files, written once per test binary (importing torch alone takes a second or
 // two); `error` says why they are not there.

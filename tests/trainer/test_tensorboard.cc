@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "tests/subprocess.h"
+#include "tests/temp_dir.h"
 #include "trainer/tensorboard_event.pb.h"
 #include "trainer/tensorboard_writer.h"
 
@@ -45,25 +46,7 @@ namespace {
 
 const std::string kReader = ALEXNET_SOURCE_DIR "/tests/trainer/read_tensorboard_events.py";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string name = (std::filesystem::temp_directory_path() / "alexnet-tb-XXXXXX").string();
-    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = name;
-  }
-  ~TempDir() {
-    if (std::getenv("ALEXNET_KEEP_TEST_FILES") != nullptr) return;  // for debugging a failure
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 // The definition, one bit at a time (reflected Castagnoli polynomial), independent of the
 // writer's table.
