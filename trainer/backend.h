@@ -22,6 +22,8 @@
 #include <string>
 
 #include "trainer/op_shapes.h"
+#include "trainer/optimizer_math.h"
+#include "trainer/precision.h"
 
 namespace alexnet::trainer {
 
@@ -116,9 +118,21 @@ struct LossResult {
 class SoftmaxCrossEntropyOp {
  public:
   virtual ~SoftmaxCrossEntropyOp() = default;
-  // dlogits may be null (evaluation). Synchronous: the result is on the host when it returns.
-  virtual LossResult forward_backward(const float* logits, const int32_t* labels,
-                                      float* dlogits) = 0;
+  // dlogits may be null (evaluation); it is d(loss)/d(logits) times dlogits_scale (the loss
+  // scale of fp16 training; 1 otherwise). Synchronous: the result is on the host when it returns.
+  virtual LossResult forward_backward(const float* logits, const int32_t* labels, float* dlogits,
+                                      float dlogits_scale) = 0;
+};
+
+// The optimizer's per-element update (trainer/optimizer_math.h) over n elements of backend
+// memory, for backends whose memory the host cannot touch. first and second are the optimizer's
+// state (null where the rule has none). A decoupled_factor other than 1 scales p first.
+class OptimizerUpdateOp {
+ public:
+  virtual ~OptimizerUpdateOp() = default;
+  virtual void update(UpdateRule rule, bool coupled_decay, const UpdateCoefficients& c,
+                      float* params, const float* grads, float* first, float* second,
+                      size_t n) = 0;
 };
 
 class Backend {
@@ -137,7 +151,18 @@ class Backend {
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // From backend memory to backend memory.
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;  // all work issued so far is done
+  // Whether backend memory is host memory (the CPU backends): the optimizer then runs its own
+  // host loops over it; otherwise it keeps its state in backend memory and uses
+  // make_optimizer_update().
+  virtual bool host_memory() const = 0;
+
+  // Over n floats of backend memory: the sum of squares, accumulated in double and returned to
+  // the host (NaN or Inf when any element is: the overflow check of loss scaling), and x *= factor.
+  virtual double sum_of_squares(const float* x, size_t n) = 0;
+  virtual void scale(float* x, size_t n, float factor) = 0;
 
   virtual std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dShape& shape, bool bias) = 0;
   virtual std::unique_ptr<LinearOp> make_linear(int64_t batch, int64_t in, int64_t out,
@@ -156,6 +181,8 @@ class Backend {
                                                   int64_t width) = 0;
   virtual std::unique_ptr<SoftmaxCrossEntropyOp> make_softmax_cross_entropy(
       int64_t batch, int64_t classes, double label_smoothing) = 0;
+  // Null on host-memory backends.
+  virtual std::unique_ptr<OptimizerUpdateOp> make_optimizer_update() { return nullptr; }
 
  protected:
   virtual void* allocate_raw(size_t bytes) = 0;
@@ -163,10 +190,16 @@ class Backend {
 };
 
 // The backends built into this binary. The reference backend (plain loops, NCHW) exists for
-// tests; "onednn" is the CPU backend; "cuda" exists where the build found CUDA, cuDNN and NCCL.
+// tests; "onednn" is the CPU backend; "cuda" exists where the build found CUDA, cuDNN and NCCL
+// (trainer/cuda/). The CPU backends compute in fp32 only.
 std::unique_ptr<Backend> make_reference_backend();
 std::unique_ptr<Backend> make_onednn_backend();
-// By name: "reference", "onednn" (and "cuda" in CUDA builds); std::invalid_argument otherwise.
-std::unique_ptr<Backend> make_backend(const std::string& name);
+// By name: "reference", "onednn", "cuda"; std::invalid_argument (one line) for an unknown name,
+// "cuda" in a build without it, or options the backend cannot honour (bf16 on a CPU backend).
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options = {});
+// Whether this build has the CUDA backend, and how many CUDA devices the process sees (0 without
+// the backend, a driver or a device: never throws).
+bool cuda_backend_built();
+int cuda_device_count();
 
 }  // namespace alexnet::trainer

@@ -5,11 +5,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define ALEXNET_HOST_DEVICE __host__ __device__
-#else
-#define ALEXNET_HOST_DEVICE
-#endif
+#include "trainer/host_device.h"
 
 namespace alexnet::trainer {
 

@@ -264,7 +264,7 @@ const float* Model::forward(const float* input, bool training, const DropoutKey&
           k.layer = static_cast<uint32_t>(i);
           l.dropout->forward(k, x, y);
         } else {
-          backend_.copy_to_device(y, x, static_cast<size_t>(batch_ * numel(l.spec->in_shape)) * 4);
+          backend_.copy(y, x, static_cast<size_t>(batch_ * numel(l.spec->in_shape)) * 4);
         }
         break;
       }
@@ -280,8 +280,9 @@ const float* Model::forward(const float* input, bool training, const DropoutKey&
   return activations_.back();
 }
 
-LossResult Model::loss(const int32_t* labels, bool for_backward) {
-  return loss_op_->forward_backward(activations_.back(), labels, for_backward ? grad_a_ : nullptr);
+LossResult Model::loss(const int32_t* labels, bool for_backward, float gradient_scale) {
+  return loss_op_->forward_backward(activations_.back(), labels, for_backward ? grad_a_ : nullptr,
+                                    gradient_scale);
 }
 
 void Model::backward(const std::function<void(int64_t, int64_t)>& ready) {
@@ -326,8 +327,7 @@ void Model::backward(const std::function<void(int64_t, int64_t)>& ready) {
         if (dropout_enabled_) {
           l.dropout->backward(dy, dx);
         } else {
-          backend_.copy_to_device(dx, dy,
-                                  static_cast<size_t>(batch_ * numel(l.spec->in_shape)) * 4);
+          backend_.copy(dx, dy, static_cast<size_t>(batch_ * numel(l.spec->in_shape)) * 4);
         }
         break;
       case LayerKind::kFlatten:

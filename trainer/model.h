@@ -46,8 +46,10 @@ class Model {
   // replaced by the layer's index).
   const float* forward(const float* input, bool training, const DropoutKey& key = {});
   // Loss, top-1 and top-5 of the last forward's logits; with `for_backward`, also the gradient
-  // of the loss that backward() starts from. labels: int32 [batch] in backend memory.
-  LossResult loss(const int32_t* labels, bool for_backward);
+  // of the loss that backward() starts from, times `gradient_scale` (fp16's loss scale).
+  // labels: int32 [batch] in backend memory.
+  LossResult loss(const int32_t* labels, bool for_backward, float gradient_scale = 1);
+  Backend& backend() { return backend_; }
   // Backward through every layer, writing (not accumulating) the gradients into grads().
   // `ready(offset, count)` is called as soon as a layer's parameter gradients are written,
   // last layer first, so that their all-reduce can start while the earlier layers run.

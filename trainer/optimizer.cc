@@ -10,10 +10,8 @@
 namespace alexnet::trainer {
 namespace {
 
-// Each kernel is one simple loop over n elements, branch-free inside (the choices are template
-// parameters), so that the compiler vectorizes it. Scalars come in as float because torch's CPU
-// kernels round their Python-double scalars to the tensor's type before the loop. The comments
-// give the torch 1.13 statement that each line mirrors.
+// Each loop is branch-free inside (the choices are template parameters) over the element
+// functions of trainer/optimizer_math.h, so that the compiler vectorizes it.
 
 // p *= factor (AdamW and decoupled SGD: param.mul_(1 - lr * weight_decay)).
 void scale(float* __restrict__ p, size_t n, float factor) {
@@ -21,60 +19,47 @@ void scale(float* __restrict__ p, size_t n, float factor) {
 }
 
 template <bool kDecay>
-void sgd_plain(float* __restrict__ p, const float* __restrict__ g, size_t n, float wd,
-               float neg_lr) {
-  for (size_t i = 0; i < n; ++i) {
-    float d = kDecay ? g[i] + wd * p[i] : g[i];  // d_p = d_p.add(param, alpha=weight_decay)
-    p[i] = p[i] + neg_lr * d;                    // param.add_(d_p, alpha=-lr)
-  }
+void sgd_plain(float* __restrict__ p, const float* __restrict__ g, size_t n,
+               const UpdateCoefficients& c) {
+  for (size_t i = 0; i < n; ++i) sgd_plain_element<kDecay>(p[i], g[i], c);
 }
 
 template <bool kDecay, bool kNesterov>
 void sgd_pytorch(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ v,
-                 size_t n, float wd, float mu, float neg_lr) {
-  for (size_t i = 0; i < n; ++i) {
-    float d = kDecay ? g[i] + wd * p[i] : g[i];
-    // buf.mul_(momentum).add_(d_p, alpha=1); torch's first step clones d_p instead, which is the
-    // same as starting from a zero buffer: 0 * mu + d is exactly d.
-    float m = v[i] * mu;
-    m = m + d;
-    v[i] = m;
-    float u = kNesterov ? d + mu * m : m;  // d_p = d_p.add(buf, alpha=momentum), or buf
-    p[i] = p[i] + neg_lr * u;              // param.add_(d_p, alpha=-lr)
-  }
+                 size_t n, const UpdateCoefficients& c) {
+  for (size_t i = 0; i < n; ++i) sgd_pytorch_element<kDecay, kNesterov>(p[i], g[i], v[i], c);
 }
 
 template <bool kDecay, bool kNesterov>
 void sgd_paper(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ v, size_t n,
-               float wd, float mu, float neg_lr) {
-  for (size_t i = 0; i < n; ++i) {
-    float d = kDecay ? g[i] + wd * p[i] : g[i];
-    float m = v[i] * mu;
-    m = m + neg_lr * d;  // v = mu*v - lr*(g + wd*p)
-    v[i] = m;
-    float u = kNesterov ? mu * m + neg_lr * d : m;  // nesterov: p += mu*v - lr*g
-    p[i] = p[i] + u;                                // p += v
-  }
+               const UpdateCoefficients& c) {
+  for (size_t i = 0; i < n; ++i) sgd_paper_element<kDecay, kNesterov>(p[i], g[i], v[i], c);
 }
 
 // GCC vectorizes this loop only under -fno-math-errno: otherwise sqrt keeps a branch to set
 // errno for negative inputs (which v never holds). SGD, the paper's optimizer, has no sqrt.
 template <bool kDecay>
 void adam(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-          float* __restrict__ v, size_t n, float wd, float beta1, float one_minus_beta1,
-          float beta2, float one_minus_beta2, float bias_correction2_sqrt, float eps,
-          float neg_step_size) {
-  for (size_t i = 0; i < n; ++i) {
-    float d = kDecay ? g[i] + wd * p[i] : g[i];  // grad = grad.add(param, alpha=weight_decay)
-    float a = m[i] * beta1;                      // exp_avg.mul_(beta1)
-    a = a + one_minus_beta1 * d;                 //        .add_(grad, alpha=1 - beta1)
-    m[i] = a;
-    float b = v[i] * beta2;           // exp_avg_sq.mul_(beta2)
-    b = b + one_minus_beta2 * d * d;  //           .addcmul_(grad, grad, value=1 - beta2)
-    v[i] = b;
-    float denom = std::sqrt(b) / bias_correction2_sqrt;  // exp_avg_sq.sqrt() / bc2_sqrt
-    denom = denom + eps;                                 // .add_(eps)
-    p[i] = p[i] + neg_step_size * a / denom;  // param.addcdiv_(exp_avg, denom, value=-step_size)
+          float* __restrict__ v, size_t n, const UpdateCoefficients& c) {
+  for (size_t i = 0; i < n; ++i) adam_element<kDecay>(p[i], g[i], m[i], v[i], c);
+}
+
+template <bool kDecay>
+void host_update(UpdateRule rule, const UpdateCoefficients& c, float* p, const float* g,
+                 float* first, float* second, size_t n) {
+  switch (rule) {
+    case UpdateRule::kSgdPlain:
+      return sgd_plain<kDecay>(p, g, n, c);
+    case UpdateRule::kSgdPyTorch:
+      return sgd_pytorch<kDecay, false>(p, g, first, n, c);
+    case UpdateRule::kSgdPyTorchNesterov:
+      return sgd_pytorch<kDecay, true>(p, g, first, n, c);
+    case UpdateRule::kSgdPaper:
+      return sgd_paper<kDecay, false>(p, g, first, n, c);
+    case UpdateRule::kSgdPaperNesterov:
+      return sgd_paper<kDecay, true>(p, g, first, n, c);
+    case UpdateRule::kAdam:
+      return adam<kDecay>(p, g, first, second, n, c);
   }
 }
 
@@ -128,7 +113,7 @@ void validate(const OptimizerConfig& config) {
 }
 
 Optimizer::Optimizer(const OptimizerConfig& config, size_t size,
-                     std::vector<DecayRange> decay_ranges)
+                     std::vector<DecayRange> decay_ranges, Backend* device)
     : config_(config),
       kind_(parse_optimizer_kind(config.name)),
       rule_(parse_momentum_rule(config.momentum_rule)),
@@ -160,6 +145,33 @@ Optimizer::Optimizer(const OptimizerConfig& config, size_t size,
   bool has_momentum = kind_ == OptimizerKind::kSgd && config.momentum != 0;
   if (has_momentum || kind_ != OptimizerKind::kSgd) first_.assign(size, 0.0f);
   if (kind_ != OptimizerKind::kSgd) second_.assign(size, 0.0f);
+  if (kind_ == OptimizerKind::kSgd) {
+    if (!has_momentum) {
+      update_rule_ = UpdateRule::kSgdPlain;
+    } else if (rule_ == MomentumRule::kPyTorch) {
+      update_rule_ = config.nesterov ? UpdateRule::kSgdPyTorchNesterov : UpdateRule::kSgdPyTorch;
+    } else {
+      update_rule_ = config.nesterov ? UpdateRule::kSgdPaperNesterov : UpdateRule::kSgdPaper;
+    }
+  } else {
+    update_rule_ = UpdateRule::kAdam;
+  }
+  if (device != nullptr && !device->host_memory()) {
+    device_ = device;
+    device_update_ = device->make_optimizer_update();
+    if (!device_update_) {
+      throw std::logic_error("optimizer: the " + device->name() +
+                             " backend has device memory but no optimizer update");
+    }
+    auto state_on_device = [&](std::vector<float>& host) -> float* {
+      if (host.empty()) return nullptr;
+      device_state_.push_back(device->allocate(size * sizeof(float)));
+      device->fill_zero(device_state_.back().get(), size * sizeof(float));
+      return static_cast<float*>(device_state_.back().get());
+    };
+    first_device_ = state_on_device(first_);
+    second_device_ = state_on_device(second_);
+  }
 }
 
 void Optimizer::step(std::span<float> params, std::span<const float> grads, double lr) {
@@ -202,59 +214,42 @@ void Optimizer::update(std::span<float> params, std::span<const float> grads, si
 
 void Optimizer::update_segment(float* params, const float* grads, size_t begin, size_t end,
                                bool decay) {
-  float* p = params + begin;
-  const float* g = grads + begin;
   const size_t n = end - begin;
   const bool decays = decay && config_.weight_decay != 0;
-  // Decoupled decay first, as AdamW; the rest then sees no decay term.
-  if (decays && decoupled_) scale(p, n, static_cast<float>(1 - lr_ * config_.weight_decay));
   const bool coupled = decays && !decoupled_;
-  const auto wd = static_cast<float>(config_.weight_decay);
-  const auto neg_lr = static_cast<float>(-lr_);
-
-  if (kind_ == OptimizerKind::kSgd) {
-    const auto mu = static_cast<float>(config_.momentum);
-    float* v = first_.data() + begin;
-    if (first_.empty()) {
-      coupled ? sgd_plain<true>(p, g, n, wd, neg_lr) : sgd_plain<false>(p, g, n, wd, neg_lr);
-    } else if (rule_ == MomentumRule::kPyTorch) {
-      if (config_.nesterov) {
-        coupled ? sgd_pytorch<true, true>(p, g, v, n, wd, mu, neg_lr)
-                : sgd_pytorch<false, true>(p, g, v, n, wd, mu, neg_lr);
-      } else {
-        coupled ? sgd_pytorch<true, false>(p, g, v, n, wd, mu, neg_lr)
-                : sgd_pytorch<false, false>(p, g, v, n, wd, mu, neg_lr);
-      }
-    } else {
-      if (config_.nesterov) {
-        coupled ? sgd_paper<true, true>(p, g, v, n, wd, mu, neg_lr)
-                : sgd_paper<false, true>(p, g, v, n, wd, mu, neg_lr);
-      } else {
-        coupled ? sgd_paper<true, false>(p, g, v, n, wd, mu, neg_lr)
-                : sgd_paper<false, false>(p, g, v, n, wd, mu, neg_lr);
-      }
-    }
+  UpdateCoefficients c;
+  c.wd = static_cast<float>(config_.weight_decay);
+  c.mu = static_cast<float>(config_.momentum);
+  c.neg_lr = static_cast<float>(-lr_);
+  c.beta1 = static_cast<float>(config_.beta1);
+  c.one_minus_beta1 = static_cast<float>(1 - config_.beta1);
+  c.beta2 = static_cast<float>(config_.beta2);
+  c.one_minus_beta2 = static_cast<float>(1 - config_.beta2);
+  c.bias_correction2_sqrt = static_cast<float>(bias_correction2_sqrt_);
+  c.eps = static_cast<float>(config_.eps);
+  c.neg_step_size = static_cast<float>(-step_size_);
+  // Decoupled decay first, as AdamW; the rest then sees no decay term.
+  c.decoupled_factor = decays && decoupled_ ? static_cast<float>(1 - lr_ * config_.weight_decay) : 1;
+  if (device_ != nullptr) {
+    device_update_->update(update_rule_, coupled, c, params + begin, grads + begin,
+                           first_device_ != nullptr ? first_device_ + begin : nullptr,
+                           second_device_ != nullptr ? second_device_ + begin : nullptr, n);
     return;
   }
-  float* m = first_.data() + begin;
-  float* v = second_.data() + begin;
-  const auto beta1 = static_cast<float>(config_.beta1);
-  const auto one_minus_beta1 = static_cast<float>(1 - config_.beta1);
-  const auto beta2 = static_cast<float>(config_.beta2);
-  const auto one_minus_beta2 = static_cast<float>(1 - config_.beta2);
-  const auto bc2 = static_cast<float>(bias_correction2_sqrt_);
-  const auto eps = static_cast<float>(config_.eps);
-  const auto neg_step = static_cast<float>(-step_size_);
-  if (coupled) {
-    adam<true>(p, g, m, v, n, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, bc2, eps,
-               neg_step);
-  } else {
-    adam<false>(p, g, m, v, n, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, bc2, eps,
-                neg_step);
-  }
+  float* p = params + begin;
+  if (c.decoupled_factor != 1) scale(p, n, c.decoupled_factor);
+  float* first = first_.empty() ? nullptr : first_.data() + begin;
+  float* second = second_.empty() ? nullptr : second_.data() + begin;
+  coupled ? host_update<true>(update_rule_, c, p, grads + begin, first, second, n)
+          : host_update<false>(update_rule_, c, p, grads + begin, first, second, n);
 }
 
 std::vector<StateArray> Optimizer::state() {
+  // Device state: the host copies are refreshed for the caller (a checkpoint).
+  if (device_ != nullptr) {
+    if (first_device_ != nullptr) device_->copy_to_host(first_.data(), first_device_, size_ * 4);
+    if (second_device_ != nullptr) device_->copy_to_host(second_.data(), second_device_, size_ * 4);
+  }
   std::vector<StateArray> arrays;
   if (kind_ == OptimizerKind::kSgd) {
     if (!first_.empty()) {
@@ -276,6 +271,10 @@ void Optimizer::load_state(std::string_view name, std::span<const float> values)
                                   std::to_string(a.values.size()));
     }
     std::copy(values.begin(), values.end(), a.values.begin());
+    if (device_ != nullptr) {
+      float* on_device = a.values.data() == first_.data() ? first_device_ : second_device_;
+      device_->copy_to_device(on_device, values.data(), size_ * 4);
+    }
     return;
   }
   throw std::invalid_argument("optimizer: no state '" + std::string(name) + "' for " +
@@ -287,7 +286,9 @@ void Optimizer::set_steps(int64_t steps) {
   steps_ = steps;
 }
 
-double grad_norm(std::span<const float> grads) {
+double grad_norm(std::span<const float> grads) { return std::sqrt(sum_of_squares(grads)); }
+
+double sum_of_squares(std::span<const float> grads) {
   // Four partial sums: independent chains the compiler can keep in flight, in a fixed order so
   // that every rank gets the same bits.
   double s[4] = {0, 0, 0, 0};
@@ -297,7 +298,7 @@ double grad_norm(std::span<const float> grads) {
     for (size_t k = 0; k < 4; ++k) s[k] += static_cast<double>(g[i + k]) * g[i + k];
   }
   for (size_t i = n4; i < n; ++i) s[0] += static_cast<double>(g[i]) * g[i];
-  return std::sqrt((s[0] + s[1]) + (s[2] + s[3]));
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 double clip_coefficient(double norm, double max_norm) {

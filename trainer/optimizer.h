@@ -10,10 +10,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "trainer/backend.h"
+#include "trainer/optimizer_math.h"
 
 namespace alexnet::trainer {
 
@@ -72,7 +76,11 @@ class Optimizer {
  public:
   // `size`: elements in the flat parameter buffer. `decay_ranges` must tile [0, size) exactly, in
   // any order (a parameter left out is a layout bug, not a default); empty: decay everywhere.
-  Optimizer(const OptimizerConfig& config, size_t size, std::vector<DecayRange> decay_ranges = {});
+  // `device`: the backend whose memory params and grads live in; when that is not host memory
+  // (CUDA), the state lives there too and the updates run there, with the same arithmetic
+  // (trainer/optimizer_math.h), and state() and load_state() copy through host mirrors.
+  Optimizer(const OptimizerConfig& config, size_t size, std::vector<DecayRange> decay_ranges = {},
+            Backend* device = nullptr);
 
   // One full step: begin_step(lr), then update() over the whole buffer.
   void step(std::span<float> params, std::span<const float> grads, double lr);
@@ -115,8 +123,15 @@ class Optimizer {
   bool decoupled_;
   size_t size_;
   std::vector<Segment> segments_;  // sorted, tiling [0, size_); adjacent ones differ in decay
-  std::vector<float> first_;       // momentum, velocity or adam_m
+  UpdateRule update_rule_ = UpdateRule::kSgdPlain;
+  std::vector<float> first_;       // momentum, velocity or adam_m (host mirror on a device)
   std::vector<float> second_;      // adam_v
+  // On a device backend: the state there, and its update kernel.
+  Backend* device_ = nullptr;
+  std::unique_ptr<OptimizerUpdateOp> device_update_;
+  std::vector<Backend::Memory> device_state_;
+  float* first_device_ = nullptr;
+  float* second_device_ = nullptr;
   int64_t steps_ = 0;
   // Fixed by begin_step().
   double lr_ = 0;
@@ -127,6 +142,8 @@ class Optimizer {
 // L2 norm of all gradients, accumulated in double (no overflow for large finite gradients; the
 // same on every rank for the same all-reduced gradients). NaN or Inf when any gradient is.
 double grad_norm(std::span<const float> grads);
+// The square of grad_norm, the same sum (what backends return: Backend::sum_of_squares).
+double sum_of_squares(std::span<const float> values);
 
 // torch.nn.utils.clip_grad_norm_: scales the gradients by max_norm / (norm + 1e-6) when that is
 // below 1; returns the norm before clipping. A NaN or Inf norm is returned with the gradients left

@@ -358,7 +358,7 @@ LossRun run_loss(Backend& backend, SoftmaxCrossEntropyOp& op, const std::vector<
   backend.copy_to_device(label_memory.get(), labels.data(), labels.size() * sizeof(int32_t));
   LossRun r;
   r.result = op.forward_backward(lb.get(), static_cast<const int32_t*>(label_memory.get()),
-                                 with_gradient ? dl.get() : nullptr);
+                                 with_gradient ? dl.get() : nullptr, 1.0f);
   if (with_gradient) r.dlogits = dl.read();
   return r;
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "trainer/backend.h"
+#include "trainer/optimizer.h"
 #include "trainer/cpu/onednn_ops.h"
 
 namespace alexnet::trainer {
@@ -50,6 +51,12 @@ class OneDnnBackend final : public Backend {
     std::memcpy(dst, src, bytes);
   }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  bool host_memory() const override { return true; }
+  double sum_of_squares(const float* x, size_t n) override {
+    return trainer::sum_of_squares({x, n});
+  }
+  void scale(float* x, size_t n, float factor) override { scale_grads({x, n}, factor); }
   void synchronize() override {
     ALEXNET_DNNL_CHECK(onednn::stream().wait(), "waiting for the stream");
   }

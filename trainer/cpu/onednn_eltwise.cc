@@ -107,7 +107,8 @@ class OneDnnSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
     scratch_.resize(static_cast<size_t>(classes));  // the exponentials when dlogits is null
   }
 
-  LossResult forward_backward(const float* logits, const int32_t* labels, float* dlogits) override {
+  LossResult forward_backward(const float* logits, const int32_t* labels, float* dlogits,
+                              float dlogits_scale) override {
     for (int64_t n = 0; n < batch_; ++n) {
       if (labels[n] < 0 || labels[n] >= classes_) {
         throw std::invalid_argument("softmax_cross_entropy: label " + std::to_string(labels[n]) +
@@ -117,7 +118,7 @@ class OneDnnSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
     }
     const int64_t C = classes_;
     const double uniform = smoothing_ / static_cast<double>(C);
-    const float inv_batch = 1.0f / static_cast<float>(batch_);
+    const float inv_batch = dlogits_scale / static_cast<float>(batch_);
     LossResult r;
     double total = 0;
     for (int64_t n = 0; n < batch_; ++n) {

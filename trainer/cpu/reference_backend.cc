@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "trainer/backend.h"
+#include "trainer/optimizer.h"
 #include "trainer/cpu/reference_ops.h"
 
 namespace alexnet::trainer {
@@ -165,10 +166,14 @@ class RefSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
         classes_(classes),
         smoothing_(smoothing),
         scratch_(static_cast<size_t>(batch * classes)) {}
-  LossResult forward_backward(const float* logits, const int32_t* labels, float* dlogits) override {
+  LossResult forward_backward(const float* logits, const int32_t* labels, float* dlogits,
+                              float dlogits_scale) override {
     LossResult r;
     r.loss = ref::softmax_cross_entropy(batch_, classes_, logits, labels, smoothing_,
                                         dlogits != nullptr ? dlogits : scratch_.data());
+    if (dlogits != nullptr && dlogits_scale != 1) {
+      for (int64_t i = 0; i < batch_ * classes_; ++i) dlogits[i] *= dlogits_scale;
+    }
     for (int64_t n = 0; n < batch_; ++n) {
       const float* row = logits + n * classes_;
       const float target = row[labels[n]];
@@ -197,6 +202,12 @@ class ReferenceBackend final : public Backend {
     std::memcpy(dst, src, bytes);
   }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  bool host_memory() const override { return true; }
+  double sum_of_squares(const float* x, size_t n) override {
+    return trainer::sum_of_squares({x, n});
+  }
+  void scale(float* x, size_t n, float factor) override { scale_grads({x, n}, factor); }
   void synchronize() override {}
 
   std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dShape& shape, bool /*bias*/) override {

@@ -1,0 +1,42 @@
+// The CUDA backend's ops, one file each (cudnn_conv.cc, cublas_linear.cc, ...), made by
+// trainer/cuda/cuda_backend.cc. All run on the context's stream, in NHWC activations (the layout
+// cuDNN's tensor-core kernels take without transposes), and allocate only at creation.
+#pragma once
+
+#include <memory>
+
+#include "trainer/backend.h"
+#include "trainer/cuda/cuda_context.h"
+
+namespace alexnet::trainer::cuda {
+
+// cuDNN (cudnn_*.cc).
+std::unique_ptr<Conv2dOp> make_conv2d(CudaContext& ctx, const Conv2dShape& shape, bool bias);
+std::unique_ptr<ReluOp> make_relu(CudaContext& ctx, int64_t elements);
+std::unique_ptr<MaxPoolOp> make_max_pool(CudaContext& ctx, const Pool2dShape& shape);
+std::unique_ptr<LrnOp> make_lrn(CudaContext& ctx, const LrnShape& shape);
+std::unique_ptr<BatchNormOp> make_batch_norm(CudaContext& ctx, const BatchNormShape& shape);
+
+// cuBLAS (cublas_linear.cc).
+std::unique_ptr<LinearOp> make_linear(CudaContext& ctx, int64_t batch, int64_t in, int64_t out,
+                                      bool bias);
+
+// Own kernels (*.cu), with the ops that wrap them.
+std::unique_ptr<AdaptiveAvgPoolOp> make_adaptive_avg_pool(CudaContext& ctx, int64_t batch,
+                                                          int64_t channels, int64_t height,
+                                                          int64_t width, int64_t out_h,
+                                                          int64_t out_w);
+std::unique_ptr<DropoutOp> make_dropout(CudaContext& ctx, int64_t elements, double p);
+std::unique_ptr<FlattenOp> make_flatten(CudaContext& ctx, int64_t batch, int64_t channels,
+                                        int64_t height, int64_t width);
+std::unique_ptr<SoftmaxCrossEntropyOp> make_softmax_cross_entropy(CudaContext& ctx, int64_t batch,
+                                                                  int64_t classes,
+                                                                  double label_smoothing);
+std::unique_ptr<OptimizerUpdateOp> make_optimizer_update(CudaContext& ctx);
+
+// Over backend memory, on the context's stream (elementwise_kernels.cu). sum_of_squares
+// accumulates in double and waits for its result.
+double sum_of_squares(CudaContext& ctx, const float* x, size_t n);
+void scale(CudaContext& ctx, float* x, size_t n, float factor);
+
+}  // namespace alexnet::trainer::cuda
