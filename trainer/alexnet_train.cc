@@ -31,8 +31,14 @@
 #include <thread>
 #include <vector>
 
+#include "comm/gpu_assignment.h"
 #include "comm/mpi_communicator.h"
 #include "comm/watchdog.h"
+#ifdef ALEXNET_WITH_CUDA
+#include "comm/nccl_communicator.h"
+#include "trainer/cuda/cuda_backend.h"
+#include "trainer/multi_gpu_step.h"
+#endif
 #include "io/dataset.h"
 #include "io/error.h"
 #include "io/loader.h"
@@ -237,6 +243,8 @@ class Job {
   void write_checkpoint(int64_t epoch, int64_t step_in_epoch);
   EvalResult validate(int64_t epoch);
   void write_profile(const Profiler& profiler);
+  void make_backends_and_models(int64_t replica_batch);
+  void copy_state_to_replicas();
   io::LoaderConfig train_loader_config(int64_t start_epoch, int64_t start_step) const;
 
   const TrainOptions& o_;
@@ -247,10 +255,15 @@ class Job {
   std::unique_ptr<Model> model_;
   std::vector<float> params_, buffers_;  // host copies (initialization, checkpoints)
   std::unique_ptr<Optimizer> optimizer_;
+  // --gpus-per-rank G > 1: the replicas on this rank's other devices (replica 0 is the above).
+  std::vector<std::unique_ptr<Backend>> extra_backends_;
+  std::vector<std::unique_ptr<Model>> extra_models_;
+  std::vector<std::unique_ptr<Optimizer>> extra_optimizers_;
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<RunLog> log_;
   std::unique_ptr<comm::Watchdog> watchdog_;
-  CheckpointPosition position_;  // of the next step
+  comm::GpuAssignment gpu_assignment_;  // backend cuda
+  CheckpointPosition position_;         // of the next step
   int64_t steps_per_epoch_ = 0;
   std::string last_checkpoint_;
   std::string config_;
@@ -413,7 +426,13 @@ void Job::write_profile(const Profiler& profiler) {
 // Every rank evaluates its share of the validation set with rank 0's batch-norm statistics;
 // the sums are reduced so the result covers every sample once.
 EvalResult Job::validate(int64_t epoch) {
-  comm_.broadcast(model_->buffers(), static_cast<size_t>(spec_.buffer_floats) * 4, 0);
+  // Through host memory: the backend's may be a GPU's, which MPI cannot read.
+  const auto buffer_bytes = static_cast<size_t>(spec_.buffer_floats) * 4;
+  if (buffer_bytes > 0) {
+    backend_->copy_to_host(buffers_.data(), model_->buffers(), buffer_bytes);
+    comm_.broadcast(buffers_.data(), buffer_bytes, 0);
+    backend_->copy_to_device(model_->buffers(), buffers_.data(), buffer_bytes);
+  }
   io::LoaderConfig lc = eval_loader_config(*model_, *val_set_, *backend_, o_.data_workers);
   lc.rank = comm_.rank();
   lc.world = comm_.size();
@@ -434,6 +453,51 @@ EvalResult Job::validate(int64_t epoch) {
   return total;
 }
 
+// The backend (one per GPU with --gpus-per-rank) and the model replicas on them. On the cuda
+// backend, local rank r drives the visible devices r*G ... r*G+G-1 (comm/gpu_assignment.h).
+void Job::make_backends_and_models(int64_t replica_batch) {
+  BackendOptions options;
+  options.precision = parse_precision(o_.precision);
+  options.allow_tf32 = o_.tf32;
+  if (o_.backend == "cuda") {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    gpu_assignment_ =
+        comm::assign_gpus(comm_.rank(), comm_.size(), comm_.local_rank(), comm_.local_size(),
+                          o_.gpus_per_rank, cuda_device_count(), host);
+    options.device = gpu_assignment_.devices[0];
+  }
+  backend_ = make_backend(o_.backend, options);
+  model_ = std::make_unique<Model>(spec_, *backend_, replica_batch, o_.label_smoothing);
+  model_->set_dropout(o_.dropout);
+  for (size_t g = 1; g < gpu_assignment_.devices.size(); ++g) {
+    options.device = gpu_assignment_.devices[g];
+    extra_backends_.push_back(make_backend(o_.backend, options));
+    extra_models_.push_back(
+        std::make_unique<Model>(spec_, *extra_backends_.back(), replica_batch, o_.label_smoothing));
+    extra_models_.back()->set_dropout(o_.dropout);
+  }
+}
+
+// Replica 0's parameters, buffers and optimizer state into every other replica of this rank.
+void Job::copy_state_to_replicas() {
+  for (size_t g = 0; g < extra_backends_.size(); ++g) {
+    Backend& b = *extra_backends_[g];
+#ifdef ALEXNET_WITH_CUDA
+    cuda::make_current(b);
+#endif
+    b.copy_to_device(extra_models_[g]->params(), params_.data(), params_.size() * 4);
+    b.copy_to_device(extra_models_[g]->buffers(), buffers_.data(),
+                     static_cast<size_t>(spec_.buffer_floats) * 4);
+    for (const StateArray& a : optimizer_->state())
+      extra_optimizers_[g]->load_state(a.name, a.values);
+    extra_optimizers_[g]->set_steps(optimizer_->steps());
+  }
+#ifdef ALEXNET_WITH_CUDA
+  if (!extra_backends_.empty()) cuda::make_current(*backend_);
+#endif
+}
+
 int Job::run() {
   const int rank = comm_.rank(), world = comm_.size();
   config_ = config_text(o_);
@@ -450,9 +514,8 @@ int Job::run() {
     throw io::DataError("validation data disagrees with the training data on classes or channels");
   }
   spec_ = model_for(o_, m);
-  backend_ = make_backend(o_.backend);
-  model_ = std::make_unique<Model>(spec_, *backend_, o_.batch_size, o_.label_smoothing);
-  model_->set_dropout(o_.dropout);
+  const int gpus = o_.gpus_per_rank;
+  make_backends_and_models(o_.batch_size / gpus);
   steps_per_epoch_ =
       io::samples_for_rank(train_set_->size(), /*shuffle=*/true, rank, world) / o_.batch_size;
   if (steps_per_epoch_ == 0) {
@@ -460,25 +523,41 @@ int Job::run() {
                         " ranks gets fewer samples than one batch of " +
                         std::to_string(o_.batch_size));
   }
-  optimizer_ = std::make_unique<Optimizer>(
-      optimizer_config(o_), static_cast<size_t>(spec_.param_floats), decay_ranges(spec_));
+  optimizer_ =
+      std::make_unique<Optimizer>(optimizer_config(o_), static_cast<size_t>(spec_.param_floats),
+                                  decay_ranges(spec_), backend_.get());
+  for (auto& b : extra_backends_) {
+#ifdef ALEXNET_WITH_CUDA
+    cuda::make_current(*b);
+#endif
+    extra_optimizers_.push_back(std::make_unique<Optimizer>(optimizer_config(o_),
+                                                            static_cast<size_t>(spec_.param_floats),
+                                                            decay_ranges(spec_), b.get()));
+  }
   schedule_ = std::make_unique<LrSchedule>(schedule_config(o_, steps_per_epoch_));
 
   if (rank == 0) std::filesystem::create_directories(o_.run_dir + "/checkpoints");
   comm_.barrier();  // the run directory exists before anyone uses it
   log_ = std::make_unique<RunLog>(o_.run_dir, rank == 0);
+  if (!gpu_assignment_.devices.empty()) {
+    log_->say(comm::describe_gpu_assignment(gpu_assignment_, std::getenv("CUDA_VISIBLE_DEVICES")));
+  }
   resume_or_initialize();
   backend_->copy_to_device(model_->params(), params_.data(), params_.size() * 4);
   backend_->copy_to_device(model_->buffers(), buffers_.data(),
                            static_cast<size_t>(spec_.buffer_floats) * 4);
+  copy_state_to_replicas();
 
   const int64_t total_steps = o_.max_steps > 0
                                   ? std::min(o_.max_steps, steps_per_epoch_ * o_.epochs)
                                   : steps_per_epoch_ * o_.epochs;
   log_->say("alexnet-train: " + spec_.arch + ", " + std::to_string(spec_.num_trainable) +
             " parameters; " + std::to_string(world) + " rank(s) x batch " +
-            std::to_string(o_.batch_size) + " on the " + backend_->name() + " backend, " +
-            std::to_string(compute_threads(o_, comm_)) + " thread(s) each; " +
+            std::to_string(o_.batch_size) + " on the " + backend_->name() + " backend" +
+            (backend_->host_memory()
+                 ? ", " + std::to_string(compute_threads(o_, comm_)) + " thread(s) each; "
+                 : " (" + std::to_string(gpus) + " GPU(s) each, " + o_.precision +
+                       (o_.precision == "fp32" && o_.tf32 ? " with TF32" : "") + "); ") +
             std::to_string(train_set_->size()) + " training images, " +
             std::to_string(steps_per_epoch_) + " steps an epoch, " + std::to_string(total_steps) +
             " steps in all; gradients in " + o_.wire + (o_.overlap ? ", overlapped" : "") +
@@ -491,8 +570,35 @@ int Job::run() {
   tc.wire = comm::parse_wire_type(o_.wire);
   tc.overlap = o_.overlap;
   tc.clip_grad_norm = o_.clip_grad_norm;
-  comm_.reserve(static_cast<size_t>(spec_.param_floats), tc.wire);
-  TrainStep step_runner(*model_, *optimizer_, comm_, tc);
+  tc.loss_scaling = parse_precision(o_.precision) == Precision::kFloat16;
+  // The gradients' communicator: NCCL over the GPUs' memory, or MPI over host memory.
+  comm::Communicator* gradient_comm = &comm_;
+#ifdef ALEXNET_WITH_CUDA
+  std::unique_ptr<comm::NcclCommunicator> nccl;
+  std::unique_ptr<MultiGpuStep> multi_gpu;
+  if (o_.backend == "cuda") {
+    std::vector<cudaStream_t> streams = {cuda::backend_stream(*backend_)};
+    for (auto& b : extra_backends_) streams.push_back(cuda::backend_stream(*b));
+    comm::NcclOptions no;
+    no.timeout_seconds = o_.comm_timeout_s;
+    no.init_timeout_seconds = o_.comm_timeout_s;
+    no.reserve_floats =
+        tc.wire == comm::WireType::kFloat32 ? 0 : static_cast<size_t>(spec_.param_floats);
+    nccl = std::make_unique<comm::NcclCommunicator>(comm_, gpu_assignment_, streams, no);
+    gradient_comm = nccl.get();
+    if (gpus > 1) {
+      std::vector<Replica> replicas = {{backend_.get(), model_.get(), optimizer_.get()}};
+      for (size_t g = 0; g < extra_backends_.size(); ++g) {
+        replicas.push_back(
+            {extra_backends_[g].get(), extra_models_[g].get(), extra_optimizers_[g].get()});
+      }
+      multi_gpu = std::make_unique<MultiGpuStep>(std::move(replicas), *nccl, tc);
+    }
+    cuda::make_current(*backend_);
+  }
+#endif
+  if (gradient_comm == &comm_) comm_.reserve(static_cast<size_t>(spec_.param_floats), tc.wire);
+  TrainStep step_runner(*model_, *optimizer_, *gradient_comm, tc);
   install_signal_handlers();
 
   if (position_.step >= total_steps || position_.epoch >= o_.epochs) {
@@ -528,20 +634,30 @@ int Job::run() {
     if (b == nullptr) break;
     profiler.record("data wait", "data", 0, data_start, data_end);
     times[4] += std::chrono::duration<double>(data_end - data_start).count();
-    backend_->copy_to_device(input.get(), b->images,
-                             static_cast<size_t>(model_->input_elements()) * sizeof(float));
-    backend_->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
     DropoutKey key;
     key.seed = o_.seed;
     key.step = static_cast<uint64_t>(position_.step);
     key.rank = static_cast<uint32_t>(rank);
     const double lr = schedule_->lr_at(position_.step);
-    const LossResult r = step_runner.run(static_cast<const float*>(input.get()),
-                                         static_cast<const int32_t*>(labels.get()), key, lr);
+    LossResult r;
+    const StepTimes* step_times = &step_runner.step_times();
+#ifdef ALEXNET_WITH_CUDA
+    if (multi_gpu) {
+      r = multi_gpu->run(b->images, b->labels, key, lr);
+      step_times = &multi_gpu->step_times();
+    }
+#endif
+    if (step_times == &step_runner.step_times()) {
+      backend_->copy_to_device(input.get(), b->images,
+                               static_cast<size_t>(model_->input_elements()) * sizeof(float));
+      backend_->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
+      r = step_runner.run(static_cast<const float*>(input.get()),
+                          static_cast<const int32_t*>(labels.get()), key, lr);
+    }
     ++position_.step;
     ++window_steps;
     checkpoint_current = false;
-    const StepTimes& st = step_runner.step_times();
+    const StepTimes& st = *step_times;
     times[0] += st.forward;
     times[1] += st.backward;
     times[2] += st.comm_wait;

@@ -131,8 +131,7 @@ class OptimizerUpdateOp {
  public:
   virtual ~OptimizerUpdateOp() = default;
   virtual void update(UpdateRule rule, bool coupled_decay, const UpdateCoefficients& c,
-                      float* params, const float* grads, float* first, float* second,
-                      size_t n) = 0;
+                      float* params, const float* grads, float* first, float* second, size_t n) = 0;
 };
 
 class Backend {

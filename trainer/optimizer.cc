@@ -229,7 +229,8 @@ void Optimizer::update_segment(float* params, const float* grads, size_t begin, 
   c.eps = static_cast<float>(config_.eps);
   c.neg_step_size = static_cast<float>(-step_size_);
   // Decoupled decay first, as AdamW; the rest then sees no decay term.
-  c.decoupled_factor = decays && decoupled_ ? static_cast<float>(1 - lr_ * config_.weight_decay) : 1;
+  c.decoupled_factor =
+      decays && decoupled_ ? static_cast<float>(1 - lr_ * config_.weight_decay) : 1;
   if (device_ != nullptr) {
     device_update_->update(update_rule_, coupled, c, params + begin, grads + begin,
                            first_device_ != nullptr ? first_device_ + begin : nullptr,

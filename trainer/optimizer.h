@@ -124,8 +124,8 @@ class Optimizer {
   size_t size_;
   std::vector<Segment> segments_;  // sorted, tiling [0, size_); adjacent ones differ in decay
   UpdateRule update_rule_ = UpdateRule::kSgdPlain;
-  std::vector<float> first_;       // momentum, velocity or adam_m (host mirror on a device)
-  std::vector<float> second_;      // adam_v
+  std::vector<float> first_;   // momentum, velocity or adam_m (host mirror on a device)
+  std::vector<float> second_;  // adam_v
   // On a device backend: the state there, and its update kernel.
   Backend* device_ = nullptr;
   std::unique_ptr<OptimizerUpdateOp> device_update_;

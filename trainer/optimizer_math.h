@@ -13,12 +13,12 @@ namespace alexnet::trainer {
 
 // The coefficients of one update, fixed by Optimizer::begin_step for every element.
 struct UpdateCoefficients {
-  float wd = 0;       // coupled weight decay (0: none); decoupled decay is applied before
-  float mu = 0;       // SGD momentum
-  float neg_lr = 0;   // -lr
+  float wd = 0;      // coupled weight decay (0: none); decoupled decay is applied before
+  float mu = 0;      // SGD momentum
+  float neg_lr = 0;  // -lr
   float beta1 = 0, one_minus_beta1 = 0, beta2 = 0, one_minus_beta2 = 0;
   float bias_correction2_sqrt = 1, eps = 0;
-  float neg_step_size = 0;  // Adam: -lr / (1 - beta1^t)
+  float neg_step_size = 0;     // Adam: -lr / (1 - beta1^t)
   float decoupled_factor = 1;  // p *= this first (AdamW: 1 - lr * wd); 1: none
 };
 

@@ -19,7 +19,17 @@ po::options_description table(TrainOptions& o) {
   d.add_options()
     ("model.arch", po::value(&o.arch)->default_value(o.arch),
      "alexnet-paper | alexnet-torchvision | alexnet-keras | alexnet-mini")
-    ("backend", po::value(&o.backend)->default_value(o.backend), "onednn | reference")
+    ("backend", po::value(&o.backend)->default_value(o.backend),
+     "onednn | reference | cuda (cuDNN, gradients over NCCL)")
+    ("precision", po::value(&o.precision)->default_value(o.precision),
+     "fp32 | bf16 | fp16: what the cuda backend's conv and FC layers compute in (fp32 master "
+     "weights; fp16 adds dynamic loss scaling); the CPU backends take fp32 only")
+    ("tf32", po::value(&o.tf32)->default_value(o.tf32),
+     "cuda, fp32: let convolutions and matrix products use TF32 tensor cores (PyTorch's default "
+     "for cuDNN convolutions)")
+    ("gpus-per-rank", po::value(&o.gpus_per_rank)->default_value(o.gpus_per_rank),
+     "cuda: GPUs each rank drives (its replicas split the rank's batch); local rank r takes the "
+     "visible devices r*G ... r*G+G-1 (CUDA_VISIBLE_DEVICES applies)")
     ("data.train", po::value(&o.train_files)->multitoken(), "training shards (files or globs)")
     ("data.val", po::value(&o.val_files)->multitoken(), "validation shards (files or globs)")
     ("data.workers", po::value(&o.data_workers)->default_value(o.data_workers),
@@ -140,6 +150,19 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (!(o.lr > 0)) throw std::invalid_argument("optim.lr must be positive");
   if (!(o.bucket_mb > 0)) throw std::invalid_argument("comm.bucket_mb must be positive");
   if (o.threads < 0) throw std::invalid_argument("run.threads must be 0 or more");
+  if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16") {
+    throw std::invalid_argument("precision '" + o.precision + "': expected fp32, bf16 or fp16");
+  }
+  if (o.gpus_per_rank < 1) throw std::invalid_argument("gpus-per-rank must be at least 1");
+  if (o.gpus_per_rank > 1 && o.backend != "cuda") {
+    throw std::invalid_argument("gpus-per-rank " + std::to_string(o.gpus_per_rank) +
+                                " needs backend cuda, not " + o.backend);
+  }
+  if (o.gpus_per_rank > 1 && o.batch_size % o.gpus_per_rank != 0) {
+    throw std::invalid_argument("train.batch_size " + std::to_string(o.batch_size) +
+                                " does not split evenly over " + std::to_string(o.gpus_per_rank) +
+                                " GPUs per rank");
+  }
   if (o.wire != "fp32" && o.wire != "bf16" && o.wire != "fp16") {
     throw std::invalid_argument("comm.wire '" + o.wire + "': expected fp32, bf16 or fp16");
   }
@@ -153,7 +176,8 @@ std::string config_text(const TrainOptions& o) {
     for (const auto& x : v) out += (out.empty() ? "" : " ") + x;
     return out;
   };
-  s << "backend = " << o.backend << "\nseed = " << o.seed << "\n"
+  s << "backend = " << o.backend << "\nprecision = " << o.precision << "\ntf32 = " << o.tf32
+    << "\ngpus-per-rank = " << o.gpus_per_rank << "\nseed = " << o.seed << "\n"
     << "[model]\narch = " << o.arch << "\n"
     << "[data]\ntrain = " << list(o.train_files) << "\nval = " << list(o.val_files)
     << "\nworkers = " << o.data_workers << "\n"

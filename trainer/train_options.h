@@ -13,6 +13,9 @@ struct TrainOptions {
   std::string config_file;
   std::string arch = "alexnet-mini";
   std::string backend = "onednn";
+  std::string precision = "fp32";  // cuda: fp32 | bf16 | fp16 (conv and FC compute)
+  bool tf32 = false;               // cuda: fp32 convs and GEMMs on TF32 tensor cores
+  int gpus_per_rank = 1;           // cuda: devices each rank drives
   std::vector<std::string> train_files, val_files;
   int data_workers = 2;
   int64_t batch_size = 128;  // per rank

@@ -35,7 +35,8 @@ TrainStep::TrainStep(Model& model, Optimizer& optimizer, comm::Communicator& com
                config.overlap),
       ready_([this](int64_t offset, int64_t count) {
         buckets_.ready(static_cast<size_t>(offset), static_cast<size_t>(count));
-      }) {}
+      }),
+      scaler_(config.loss_scaler) {}
 
 void TrainStep::set_profiler(Profiler* profiler) {
   profiler_ = profiler;
@@ -62,21 +63,34 @@ LossResult TrainStep::run(const float* input, const int32_t* labels, const Dropo
     return std::chrono::duration<double>(b - a).count();
   };
   const auto t0 = Clock::now();
+  const double loss_scale = config_.loss_scaling ? scaler_.scale() : 1;
   model_.forward(input, true, key);
-  LossResult loss = model_.loss(labels, true);
+  LossResult loss = model_.loss(labels, true, static_cast<float>(loss_scale));
   const auto t1 = Clock::now();
   buckets_.begin_step();
   model_.backward(ready_);
   const auto t2 = Clock::now();
   const auto n = static_cast<size_t>(model_.spec().param_floats);
   std::span<float> params(model_.params(), n), grads(model_.grads(), n);
-  optimizer_.begin_step(lr);
-  if (config_.clip_grad_norm > 0) {
-    // The norm needs every averaged gradient first.
+  skipped_ = false;
+  if (config_.clip_grad_norm > 0 || config_.loss_scaling) {
+    // The norm and the overflow check need every averaged gradient first. Backend memory: the
+    // sum runs where the gradients are (the same arithmetic as grad_norm() on the host).
     buckets_.wait_all();
-    scale_grads(grads, clip_coefficient(grad_norm(grads), config_.clip_grad_norm));
-    optimizer_.update(params, grads, 0, n);
+    Backend& backend = model_.backend();
+    const double sum_of_squares = backend.sum_of_squares(grads.data(), n);
+    double factor = 1 / loss_scale;
+    if (config_.loss_scaling) skipped_ = !scaler_.update(std::isfinite(sum_of_squares));
+    if (!skipped_) {
+      if (config_.clip_grad_norm > 0) {
+        factor *= clip_coefficient(std::sqrt(sum_of_squares) / loss_scale, config_.clip_grad_norm);
+      }
+      if (factor != 1) backend.scale(grads.data(), n, static_cast<float>(factor));
+      optimizer_.begin_step(lr);
+      optimizer_.update(params, grads, 0, n);
+    }
   } else {
+    optimizer_.begin_step(lr);
     // Bucket i's update runs while the communication thread reduces bucket i + 1.
     for (size_t i = 0; i < buckets_.buckets().size(); ++i) {
       buckets_.wait(i);

@@ -13,6 +13,7 @@
 #include "comm/communicator.h"
 #include "comm/gradient_buckets.h"
 #include "trainer/backend.h"
+#include "trainer/loss_scaler.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/profiler.h"
@@ -24,6 +25,10 @@ struct TrainStepConfig {
   comm::WireType wire = comm::WireType::kFloat32;
   bool overlap = true;        // all-reduce during backward
   double clip_grad_norm = 0;  // global norm after averaging; 0: off
+  // fp16: dynamic loss scaling (trainer/loss_scaler.h); off for fp32 and bf16, whose range
+  // needs none.
+  bool loss_scaling = false;
+  LossScalerConfig loss_scaler;
 };
 
 // Where one step's time went, in seconds (the caller adds the data wait).
@@ -36,8 +41,8 @@ struct StepTimes {
 
 class TrainStep {
  public:
-  // The model's parameters and gradients must be host memory (the CPU backends); all objects
-  // must outlive the step.
+  // The optimizer must have been made over the model's backend; all objects must outlive the
+  // step.
   TrainStep(Model& model, Optimizer& optimizer, comm::Communicator& comm,
             const TrainStepConfig& config);
 
@@ -51,6 +56,11 @@ class TrainStep {
   void set_profiler(Profiler* profiler);
   const std::vector<comm::Bucket>& buckets() const { return buckets_.buckets(); }
 
+  // Loss scaling: whether the last run() skipped its update (its gradients overflowed), and the
+  // scaler (its scale for the next step; restore() on resume).
+  bool last_step_skipped() const { return skipped_; }
+  LossScaler& loss_scaler() { return scaler_; }
+
  private:
   Model& model_;
   Optimizer& optimizer_;
@@ -58,6 +68,8 @@ class TrainStep {
   comm::GradientBuckets buckets_;
   std::function<void(int64_t, int64_t)> ready_;
   StepTimes step_times_;
+  LossScaler scaler_;
+  bool skipped_ = false;
   Profiler* profiler_ = nullptr;
   std::vector<std::string> bucket_names_;  // for the profiler's events
 };

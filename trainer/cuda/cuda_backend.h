@@ -20,5 +20,8 @@ int device_count();
 // orders its all-reduces after the gradients' kernels); std::invalid_argument for other backends.
 int backend_device(Backend& backend);
 cudaStream_t backend_stream(Backend& backend);
+// Makes the backend's device current for the calling thread: every thread that drives a CUDA
+// backend (one per device with several GPUs per rank) calls it first.
+void make_current(Backend& backend);
 
 }  // namespace alexnet::trainer::cuda

@@ -22,6 +22,11 @@ struct DeviceFree {
   void operator()(void* p) const noexcept;
 };
 using DeviceBuffer = std::unique_ptr<void, DeviceFree>;
+// Pinned host memory (cudaFreeHost on destruction).
+struct PinnedFree {
+  void operator()(void* p) const noexcept;
+};
+using PinnedBuffer = std::unique_ptr<void, PinnedFree>;
 
 class CudaContext {
  public:
@@ -48,8 +53,8 @@ class CudaContext {
   void* workspace() const { return workspace_.get(); }
   size_t workspace_size() const { return workspace_size_; }
 
-  // Pinned host memory for the loss op's small results (cudaMallocHost).
-  void* pinned(size_t bytes);
+  // Pinned host memory, e.g. for the loss op's small results (cudaMallocHost).
+  PinnedBuffer pinned(size_t bytes);
 
  private:
   int device_ = 0;

@@ -34,9 +34,8 @@ std::unique_ptr<SoftmaxCrossEntropyOp> make_softmax_cross_entropy(CudaContext& c
                                                                   double label_smoothing);
 std::unique_ptr<OptimizerUpdateOp> make_optimizer_update(CudaContext& ctx);
 
-// Over backend memory, on the context's stream (elementwise_kernels.cu). sum_of_squares
-// accumulates in double and waits for its result.
-double sum_of_squares(CudaContext& ctx, const float* x, size_t n);
+// x *= factor over n floats of backend memory, on the context's stream (elementwise_kernels.cu).
+// The sum of squares, which needs scratch memory, is trainer/cuda/reduction.h's SumOfSquares.
 void scale(CudaContext& ctx, float* x, size_t n, float factor);
 
 }  // namespace alexnet::trainer::cuda
