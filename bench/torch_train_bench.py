@@ -8,8 +8,12 @@ of trainer::torch_layer_lines, as tests/trainer/torch_model_reference.py reads t
 A training step is what bench-train times: forward in training mode, cross-entropy, zero_grad,
 backward, and torch.optim.SGD (momentum 0.9, weight decay 5e-4). Random inputs and labels.
 Prints two lines: "train IMG_PER_S" and "forward IMG_PER_S" (eval mode, no autograd).
+--device cuda: the model and the batch on the GPU, channels_last (cuDNN's fast layout), under
+torch.autocast for --precision bf16/fp16 (fp16 with a GradScaler), TF32 for cuDNN and matmul only
+with --tf32; every timing ends with torch.cuda.synchronize().
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -21,12 +25,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from torch_model_reference import build  # noqa: E402
 
 
-def timed(step, warmup, steps, batch):
+def timed(step, warmup, steps, batch, sync):
     for _ in range(warmup):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return batch * steps / (time.perf_counter() - start)
 
 
@@ -36,7 +42,15 @@ def main():
         p.add_argument("--" + name, type=int, required=True)
     p.add_argument("--arch", required=True)
     p.add_argument("--layers", required=True)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--tf32", action="store_true")
     a = p.parse_args()
+    cuda = a.device == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # algorithms by measurement, as ours
+        torch.backends.cudnn.allow_tf32 = a.tf32
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.arch == "alexnet-torchvision":
@@ -48,22 +62,37 @@ def main():
         net, forward = build(layers, dropout=True)
     x = torch.randn(a.batch, a.channels, a.height, a.width)
     y = torch.randint(0, a.classes, (a.batch,))
+    if cuda:
+        net = net.to("cuda", memory_format=torch.channels_last)
+        x = x.to("cuda").contiguous(memory_format=torch.channels_last)
+        y = y.to("cuda")
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.precision)
+    use_amp = cuda and amp_dtype is not None
+    scaler = torch.cuda.amp.GradScaler(enabled=use_amp and a.precision == "fp16")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def autocast():
+        if not use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
     def train_step():
-        loss = nn.functional.cross_entropy(forward(x), y)
+        with autocast():
+            loss = nn.functional.cross_entropy(forward(x), y)
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     def forward_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             forward(x)
 
     net.train()
-    train = timed(train_step, a.warmup, a.steps, a.batch)
+    train = timed(train_step, a.warmup, a.steps, a.batch, sync)
     net.eval()
-    inference = timed(forward_step, a.warmup, a.steps, a.batch)
+    inference = timed(forward_step, a.warmup, a.steps, a.batch, sync)
     print(f"train {train:.3f}")
     print(f"forward {inference:.3f}")
 

@@ -5,6 +5,9 @@
 // A training step is what alexnet-train does per batch: copy the batch in, forward (training,
 // dropout on), softmax cross-entropy, backward, SGD with momentum 0.9 and weight decay 5e-4.
 // Inputs and labels are random, so the figures are the model's alone, not the loader's.
+// On the cuda backend (--backend cuda --precision fp32|bf16 [--tf32]) the peer runs on the GPU
+// too, channels_last, under autocast for bf16, with the same TF32 setting; --input device keeps
+// the batch on the GPU as the peer's is (the loader's host-to-device copy is then not timed).
 // Rounds alternate ours and PyTorch's; each figure is the best round (the least disturbed on a
 // shared machine).
 #include <malloc.h>
@@ -70,8 +73,9 @@ struct Rates {
 
 class OurModel {
  public:
-  OurModel(const ModelSpec& spec, Backend& backend, int64_t batch)
-      : spec_(spec),
+  OurModel(const ModelSpec& spec, Backend& backend, int64_t batch, bool input_on_device)
+      : input_on_device_(input_on_device),
+        spec_(spec),
         backend_(backend),
         model_(spec, backend, batch),
         host_input_(static_cast<size_t>(model_.input_elements())),
@@ -80,7 +84,7 @@ class OurModel {
         host_buffers_(static_cast<size_t>(std::max<int64_t>(spec.buffer_floats, 1))),
         input_(backend.allocate(host_input_.size() * 4)),
         labels_(backend.allocate(host_labels_.size() * 4)),
-        optimizer_(sgd(), static_cast<size_t>(spec.param_floats)) {
+        optimizer_(sgd(), static_cast<size_t>(spec.param_floats), {}, &backend) {
     std::mt19937 rng(1);
     std::normal_distribution<float> normal;
     for (float& v : host_input_) v = normal(rng);
@@ -89,12 +93,16 @@ class OurModel {
     backend.copy_to_device(model_.params(), host_params_.data(), host_params_.size() * 4);
     backend.copy_to_device(model_.buffers(), host_buffers_.data(),
                            static_cast<size_t>(spec.buffer_floats) * 4);
+    backend.copy_to_device(input_.get(), host_input_.data(), host_input_.size() * 4);
+    backend.copy_to_device(labels_.get(), host_labels_.data(), host_labels_.size() * 4);
   }
 
   void train_step() {
-    // The batch arrives in host memory, as the loader's does.
-    backend_.copy_to_device(input_.get(), host_input_.data(), host_input_.size() * 4);
-    backend_.copy_to_device(labels_.get(), host_labels_.data(), host_labels_.size() * 4);
+    // The batch arrives in host memory, as the loader's does (unless --input device).
+    if (!input_on_device_) {
+      backend_.copy_to_device(input_.get(), host_input_.data(), host_input_.size() * 4);
+      backend_.copy_to_device(labels_.get(), host_labels_.data(), host_labels_.size() * 4);
+    }
     DropoutKey key;
     key.step = step_++;
     model_.forward(static_cast<const float*>(input_.get()), true, key);
@@ -106,7 +114,9 @@ class OurModel {
   }
 
   void forward_step() {
-    backend_.copy_to_device(input_.get(), host_input_.data(), host_input_.size() * 4);
+    if (!input_on_device_) {
+      backend_.copy_to_device(input_.get(), host_input_.data(), host_input_.size() * 4);
+    }
     model_.forward(static_cast<const float*>(input_.get()), false);
     backend_.synchronize();
   }
@@ -119,6 +129,7 @@ class OurModel {
     return c;
   }
 
+  const bool input_on_device_;
   const ModelSpec& spec_;
   Backend& backend_;
   Model model_;
@@ -139,23 +150,34 @@ double images_per_second(Step step, int warmup, int steps, int64_t batch) {
   return static_cast<double>(batch * steps) / seconds;
 }
 
-Rates measure_ours(const ModelSpec& spec, Backend& backend, int64_t batch, int warmup, int steps) {
-  OurModel m(spec, backend, batch);
+Rates measure_ours(const ModelSpec& spec, Backend& backend, int64_t batch, int warmup, int steps,
+                   bool input_on_device) {
+  OurModel m(spec, backend, batch, input_on_device);
   Rates r;
   r.train = images_per_second([&] { m.train_step(); }, warmup, steps, batch);
   r.forward = images_per_second([&] { m.forward_step(); }, warmup, steps, batch);
   return r;
 }
 
+// How the PyTorch peer runs: on the CPU, or on the GPU with our precision and TF32 setting.
+struct PeerSettings {
+  std::string python = "/usr/bin/python3";
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  bool tf32 = false;
+};
+
 Rates measure_torch(const ModelSpec& spec, int64_t batch, int threads, int warmup, int steps,
-                    const std::string& allocator_env, const std::filesystem::path& layers) {
+                    const std::string& allocator_env, const std::filesystem::path& layers,
+                    const PeerSettings& peer) {
   std::ofstream(layers) << torch_layer_lines(spec);
   std::ostringstream cmd;
-  cmd << allocator_env << " /usr/bin/python3 " << ALEXNET_SOURCE_DIR
+  cmd << allocator_env << " " << peer.python << " " << ALEXNET_SOURCE_DIR
       << "/bench/torch_train_bench.py --arch " << spec.arch << " --layers " << layers.string()
       << " --batch " << batch << " --channels " << spec.in_channels << " --height " << spec.height
       << " --width " << spec.width << " --classes " << spec.num_classes << " --threads " << threads
-      << " --warmup " << warmup << " --steps " << steps << " 2>&1";
+      << " --warmup " << warmup << " --steps " << steps << " --device " << peer.device
+      << " --precision " << peer.precision << (peer.tf32 ? " --tf32" : "") << " 2>&1";
   FILE* pipe = ::popen(cmd.str().c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot start: " + cmd.str());
   std::string output;
@@ -187,6 +209,8 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int warmup = 2, steps = 5, rounds = 2;
   bool peer = true;
+  std::string precision = "fp32", input = "host";
+  PeerSettings peer_settings;
   po::options_description options("Options");
   options.add_options()("help", "print this help")(
       "cases", po::value(&cases_text)->default_value(cases_text),
@@ -202,7 +226,16 @@ int main(int argc, char** argv) {
       "steps", po::value(&steps)->default_value(steps), "timed steps per measure")(
       "rounds", po::value(&rounds)->default_value(rounds),
       "rounds of ours-then-PyTorch; the best round is reported")("no-peer", po::bool_switch(),
-                                                                 "skip PyTorch");
+                                                                 "skip PyTorch")(
+      "precision", po::value(&precision)->default_value(precision),
+      "cuda: fp32 | bf16 | fp16 for ours; the peer uses autocast with the same 16-bit type")(
+      "tf32", po::bool_switch(&peer_settings.tf32),
+      "cuda, fp32: TF32 tensor cores for both (ours: --tf32; torch: allow_tf32 for cuDNN and "
+      "matmul)")("input", po::value(&input)->default_value(input),
+                 "host: copy the batch in every step (as the loader's); device: keep it there "
+                 "(as the peer's)")(
+      "python", po::value(&peer_settings.python)->default_value(peer_settings.python),
+      "the Python with torch and torchvision for the peer");
   po::variables_map vm;
   std::vector<Case> cases;
   try {
@@ -212,6 +245,9 @@ int main(int argc, char** argv) {
     cases = parse_cases(cases_text);
     if (allocator != "tuned" && allocator != "default") {
       throw std::invalid_argument("--allocator must be 'tuned' or 'default'");
+    }
+    if (input != "host" && input != "device") {
+      throw std::invalid_argument("--input must be 'host' or 'device'");
     }
     if (threads < 1 || warmup < 0 || steps < 1 || rounds < 1) {
       throw std::invalid_argument("--threads, --steps and --rounds must be positive");
@@ -240,11 +276,18 @@ int main(int argc, char** argv) {
   const auto layers_file =
       std::filesystem::temp_directory_path() / ("bench-train-layers-" + std::to_string(::getpid()));
   try {
-    std::unique_ptr<Backend> backend = make_backend(backend_name);
+    BackendOptions backend_options;
+    backend_options.precision = parse_precision(precision);
+    backend_options.allow_tf32 = peer_settings.tf32;
+    std::unique_ptr<Backend> backend = make_backend(backend_name, backend_options);
+    if (!backend->host_memory()) peer_settings.device = "cuda";
+    peer_settings.precision = precision;
     std::printf(
-        "bench-train: %s backend, %d threads, %s allocator, %d warm-up + %d timed steps, "
-        "best of %d rounds\n\n",
-        backend->name().c_str(), threads, allocator.c_str(), warmup, steps, rounds);
+        "bench-train: %s backend (%s%s), peer on %s, batch input from the %s, %d threads, %s "
+        "allocator, %d warm-up + %d timed steps, best of %d rounds\n\n",
+        backend->name().c_str(), precision.c_str(), peer_settings.tf32 ? ", TF32" : "",
+        peer_settings.device.c_str(), input.c_str(), threads, allocator.c_str(), warmup, steps,
+        rounds);
     std::printf("| %-20s | %5s | %11s | %11s | %6s | %11s | %11s | %6s |\n", "model", "batch",
                 "train ours", "train torch", "ratio", "fwd ours", "fwd torch", "ratio");
     std::printf(
@@ -256,12 +299,12 @@ int main(int argc, char** argv) {
       const ModelSpec spec = spec_for(c.arch);
       Rates ours, torch;
       for (int round = 0; round < rounds; ++round) {
-        const Rates o = measure_ours(spec, *backend, c.batch, warmup, steps);
+        const Rates o = measure_ours(spec, *backend, c.batch, warmup, steps, input == "device");
         ours.train = std::max(ours.train, o.train);
         ours.forward = std::max(ours.forward, o.forward);
         if (!peer) continue;
-        const Rates t =
-            measure_torch(spec, c.batch, threads, warmup, steps, allocator_env, layers_file);
+        const Rates t = measure_torch(spec, c.batch, threads, warmup, steps, allocator_env,
+                                      layers_file, peer_settings);
         torch.train = std::max(torch.train, t.train);
         torch.forward = std::max(torch.forward, t.forward);
       }

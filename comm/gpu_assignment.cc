@@ -45,7 +45,10 @@ GpuAssignment assign_gpus(int rank, int size, int local_rank, int local_size, in
   }
   // local_size * G and size * G in 64 bits: both inputs are ints.
   const long long wanted = static_cast<long long>(local_size) * gpus_per_rank;
-  if (wanted > visible_devices) {
+  // A launcher that binds GPUs per rank (Slurm's --gpus-per-task, a wrapper setting
+  // CUDA_VISIBLE_DEVICES per rank) shows each rank exactly its own G devices.
+  const bool bound_per_rank = local_size > 1 && visible_devices == gpus_per_rank;
+  if (wanted > visible_devices && !bound_per_rank) {
     fail(std::to_string(local_size) + (local_size == 1 ? " rank" : " ranks") + " on node " + node +
          " want " + g + (gpus_per_rank == 1 ? " GPU" : " GPUs") + " each (" +
          std::to_string(wanted) + "), " + std::to_string(visible_devices) + " visible");
@@ -63,8 +66,9 @@ GpuAssignment assign_gpus(int rank, int size, int local_rank, int local_size, in
   a.visible_devices = visible_devices;
   a.node = node;
   a.nccl_size = size * gpus_per_rank;
+  a.bound_per_rank = bound_per_rank;
   for (int i = 0; i < gpus_per_rank; ++i) {
-    a.devices.push_back(local_rank * gpus_per_rank + i);
+    a.devices.push_back((bound_per_rank ? 0 : local_rank * gpus_per_rank) + i);
     a.nccl_ranks.push_back(rank * gpus_per_rank + i);
   }
   return a;
@@ -91,7 +95,8 @@ std::string describe_gpu_assignment(const GpuAssignment& a, const char* cuda_vis
                      " (local " + std::to_string(a.local_rank) + " of " +
                      std::to_string(a.local_size) + " on " + a.node +
                      "): " + (a.devices.size() == 1 ? "GPU " : "GPUs ") + join(a.devices) + " of " +
-                     std::to_string(a.visible_devices) + " visible";
+                     std::to_string(a.visible_devices) + " visible" +
+                     (a.bound_per_rank ? " (bound to this rank by the launcher)" : "");
   if (cuda_visible_devices != nullptr) {
     text += std::string(" (CUDA_VISIBLE_DEVICES=") + cuda_visible_devices + ")";
   }

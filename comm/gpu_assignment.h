@@ -23,12 +23,16 @@ struct GpuAssignment {
   std::vector<int> devices;            // G ordinals among the visible devices
   std::vector<int> nccl_ranks;         // the NCCL rank of each of those devices
   int nccl_size = 1;                   // size * G: every GPU of the job
+  // The launcher bound GPUs per rank: each rank of a node sees only its own G devices (Slurm's
+  // --gpus-per-task, CUDA_VISIBLE_DEVICES set per rank), so it takes 0 ... G-1.
+  bool bound_per_rank = false;
 };
 
 // Throws std::invalid_argument (one line) on an impossible layout: G < 1, rank outside
 // [0, size), local_rank outside [0, local_size), local_size > size, no visible device, or more
-// GPUs wanted on the node than it shows ("4 ranks on node n1 want 2 GPUs each (8), 6 visible").
-// Sharing a GPU between ranks is refused: NCCL does not allow two ranks on one device.
+// GPUs wanted on the node than it shows ("4 ranks on node n1 want 2 GPUs each (8), 6 visible"),
+// unless each rank sees exactly G devices: then the launcher bound them per rank and every rank
+// takes its 0 ... G-1 (if it did not, NCCL refuses two ranks on one device at start-up).
 GpuAssignment assign_gpus(int rank, int size, int local_rank, int local_size, int gpus_per_rank,
                           int visible_devices, const std::string& node = "this node");
 

@@ -1,6 +1,7 @@
 // NcclCommunicator: set-up over MPI, the polled all-reduce, abort on failure or timeout.
 #include "comm/nccl_communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -20,11 +21,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Restores the calling thread's current device on the way out: all_reduce runs on whatever
-// thread calls it and must not leave that thread on another GPU.
+// thread calls it and must not leave that thread on another of this rank's GPUs. A device that is
+// not one of `ours` is not restored: a thread that never chose a device (the gradient buckets'
+// communication thread) reports device 0, and cudaSetDevice(0) would create a context on GPU 0
+// in every rank that does not drive it (hundreds of MB each). Such a thread stays on ours[0].
 class CurrentDeviceGuard {
  public:
-  CurrentDeviceGuard() {
-    if (cudaGetDevice(&device_) != cudaSuccess) device_ = -1;
+  explicit CurrentDeviceGuard(const std::vector<int>& ours) {
+    if (cudaGetDevice(&device_) != cudaSuccess ||
+        std::find(ours.begin(), ours.end(), device_) == ours.end()) {
+      device_ = -1;
+    }
   }
   ~CurrentDeviceGuard() {
     if (device_ >= 0) cudaSetDevice(device_);
@@ -146,7 +153,7 @@ NcclCommunicator::NcclCommunicator(MpiCommunicator& mpi, const GpuAssignment& gp
         std::string(ncclGetErrorString(static_cast<ncclResult_t>(root.status))));
   }
 
-  CurrentDeviceGuard keep_device;
+  CurrentDeviceGuard keep_device(devices_);
   try {
     comm_streams_.assign(g_count, nullptr);
     ready_events_.assign(g_count, nullptr);
@@ -188,7 +195,7 @@ NcclCommunicator::NcclCommunicator(MpiCommunicator& mpi, const GpuAssignment& gp
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  CurrentDeviceGuard keep_device;
+  CurrentDeviceGuard keep_device(devices_);
   if (!aborted_) {
     // Finalize flushes outstanding work and leaves the peers cleanly; non-blocking, so the G
     // calls of one thread cannot wait on one another. On any trouble: abort instead.
@@ -242,7 +249,7 @@ void NcclCommunicator::release() noexcept {
 
 void NcclCommunicator::reserve(size_t count) {
   if (count <= staging_floats_) return;
-  CurrentDeviceGuard keep_device;
+  CurrentDeviceGuard keep_device(devices_);
   const std::string what = "allocating NCCL staging for " + std::to_string(count) + " values";
   for (size_t i = 0; i < devices_.size(); ++i) {
     ALEXNET_CUDA_CHECK(cudaSetDevice(devices_[i]), what);
@@ -344,7 +351,7 @@ void NcclCommunicator::reduce_on_devices(std::span<float* const> per_device, siz
                            wire_type_name(wire) + " on the wire)";
   const ncclRedOp_t nccl_op = op == ReduceOp::kAverage ? ncclAvg : ncclSum;
   const ncclDataType_t type = wire_nccl_type(wire);
-  CurrentDeviceGuard keep_device;
+  CurrentDeviceGuard keep_device(devices_);
   try {
     // The gradients are ready when the compute stream's work so far is done.
     for (size_t i = 0; i < devices_.size(); ++i) {

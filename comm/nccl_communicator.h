@@ -9,7 +9,9 @@
 // event on that device's compute stream (the backend's stream, whose work produced the gradients)
 // and makes the communication stream wait on it, so it may be called from another thread (the
 // gradient buckets' communication thread) as soon as the gradients' kernels are enqueued. It
-// returns when the reduced values are in place: later work on any stream may read them.
+// returns when the reduced values are in place: later work on any stream may read them. The
+// calling thread keeps its current device when that is one of this rank's; any other thread (one
+// that never chose a device) is left on devices()[0].
 //
 // Failure: the communicators are non-blocking (ncclConfig_t::blocking = 0), and every wait
 // (initialization, enqueueing, completion) polls cudaEventQuery and ncclCommGetAsyncError with

@@ -13,6 +13,7 @@
 #include "io/folder_import.h"
 #include "io/idx_import.h"
 #include "io/inspect.h"
+#include "io/synthetic_import.h"
 
 namespace po = boost::program_options;
 using namespace alexnet::io;
@@ -25,6 +26,7 @@ constexpr const char* kUsage =
     "  import-idx     --images F --labels F --out PREFIX   MNIST / Fashion-MNIST IDX (.gz) files\n"
     "  import-cifar   --batches F... --out PREFIX          CIFAR-10/100 binary batches\n"
     "  import-folder  --root DIR --out PREFIX              one folder per class, JPEG/PNG\n"
+    "  synthetic      --out PREFIX --count N --size S      random class patterns plus noise\n"
     "  inspect        FILE...                              schema, counts, histogram, stats\n"
     "Run 'alexnet-data COMMAND --help' for a command's options.\n";
 
@@ -171,6 +173,20 @@ int run(int argc, char** argv) {
     if (!class_names.empty()) throw DataError("import-folder takes class names from the folders");
     if (f.size < 1) throw DataError("--size must be positive");
     report(import_folder(root, f, o));
+  } else if (command == "synthetic") {
+    SyntheticOptions s;
+    po::options_description desc = output_options(o, compression, class_names);
+    // clang-format off
+    desc.add_options()
+      ("count", po::value(&s.count)->default_value(s.count), "samples")
+      ("size", po::value(&s.size)->default_value(s.size), "image height and width")
+      ("channels", po::value(&s.channels)->default_value(s.channels), "1 or 3")
+      ("num-classes", po::value(&s.num_classes)->default_value(s.num_classes), "classes");
+    // clang-format on
+    if (!parse(argc, argv, desc, vm, "synthetic")) return 0;
+    finish_options(o, vm, compression);
+    if (!class_names.empty()) throw DataError("synthetic datasets have no class names");
+    report(import_synthetic(s, o));
   } else if (command == "inspect") {
     std::vector<std::string> files;
     po::options_description desc("inspect");

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     ("logits", po::value(&logits_path), "write the logits, float32 [N, classes], to this HDF5 file")
     ("batch", po::value(&batch)->default_value(100), "batch size")
     ("workers", po::value(&workers)->default_value(2), "augmentation threads")
-    ("backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")
+    ("backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference | cuda")
     ("help,h", "this help");
   // clang-format on
   try {

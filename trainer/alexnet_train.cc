@@ -37,6 +37,7 @@
 #ifdef ALEXNET_WITH_CUDA
 #include "comm/nccl_communicator.h"
 #include "trainer/cuda/cuda_backend.h"
+#include "trainer/cuda/device_augmenter.h"
 #include "trainer/multi_gpu_step.h"
 #endif
 #include "io/dataset.h"
@@ -246,6 +247,11 @@ class Job {
   void make_backends_and_models(int64_t replica_batch);
   void copy_state_to_replicas();
   io::LoaderConfig train_loader_config(int64_t start_epoch, int64_t start_step) const;
+  // Training batches augmented by a kernel from the stored uint8 images (data.augment_on).
+  bool augment_on_device() const {
+    return o_.augment_on == "device" ||
+           (o_.augment_on == "auto" && o_.backend == "cuda" && o_.gpus_per_rank == 1);
+  }
 
   const TrainOptions& o_;
   comm::MpiCommunicator& comm_;
@@ -292,6 +298,7 @@ io::LoaderConfig Job::train_loader_config(int64_t start_epoch, int64_t start_ste
   lc.augment.std.assign(m.std.begin(), m.std.end());
   lc.augment.layout = backend_->activation_layout() == ActivationLayout::kNHWC ? io::Layout::kNHWC
                                                                                : io::Layout::kNCHW;
+  lc.augment_on_host = !augment_on_device();
   return lc;
 }
 
@@ -366,6 +373,7 @@ void Job::broadcast_state() {
   comm_.broadcast(buffers_.data(), buffers_.size() * 4, 0);
   for (const StateArray& a : optimizer_->state()) {
     comm_.broadcast(a.values.data(), a.values.size() * 4, 0);
+    optimizer_->load_state(a.name, a.values);  // device backends: into device memory too
   }
   int64_t steps = optimizer_->steps();
   comm_.broadcast(&steps, sizeof steps, 0);
@@ -523,6 +531,11 @@ int Job::run() {
                         " ranks gets fewer samples than one batch of " +
                         std::to_string(o_.batch_size));
   }
+  // Replica 0's optimizer state on replica 0's device (the last replica made left its own
+  // device current).
+#ifdef ALEXNET_WITH_CUDA
+  if (!extra_backends_.empty()) cuda::make_current(*backend_);
+#endif
   optimizer_ =
       std::make_unique<Optimizer>(optimizer_config(o_), static_cast<size_t>(spec_.param_floats),
                                   decay_ranges(spec_), backend_.get());
@@ -534,6 +547,9 @@ int Job::run() {
                                                             static_cast<size_t>(spec_.param_floats),
                                                             decay_ranges(spec_), b.get()));
   }
+#ifdef ALEXNET_WITH_CUDA
+  if (!extra_backends_.empty()) cuda::make_current(*backend_);
+#endif
   schedule_ = std::make_unique<LrSchedule>(schedule_config(o_, steps_per_epoch_));
 
   if (rank == 0) std::filesystem::create_directories(o_.run_dir + "/checkpoints");
@@ -561,7 +577,8 @@ int Job::run() {
             std::to_string(train_set_->size()) + " training images, " +
             std::to_string(steps_per_epoch_) + " steps an epoch, " + std::to_string(total_steps) +
             " steps in all; gradients in " + o_.wire + (o_.overlap ? ", overlapped" : "") +
-            "; run folder " + o_.run_dir);
+            (augment_on_device() ? "; augmentation on the GPU" : "") + "; run folder " +
+            o_.run_dir);
 
   watchdog_ = std::make_unique<comm::Watchdog>(o_.comm_timeout_s, rank, kExitPeerLost,
                                                [this] { comm_.abort(kExitPeerLost); });
@@ -576,7 +593,9 @@ int Job::run() {
 #ifdef ALEXNET_WITH_CUDA
   std::unique_ptr<comm::NcclCommunicator> nccl;
   std::unique_ptr<MultiGpuStep> multi_gpu;
-  if (o_.backend == "cuda") {
+  // One GPU in the whole job: nothing to average (MPI's one-rank all-reduce returns at once,
+  // without touching the gradients), so no NCCL communicator and no per-bucket synchronization.
+  if (o_.backend == "cuda" && gpu_assignment_.nccl_size > 1) {
     std::vector<cudaStream_t> streams = {cuda::backend_stream(*backend_)};
     for (auto& b : extra_backends_) streams.push_back(cuda::backend_stream(*b));
     comm::NcclOptions no;
@@ -612,6 +631,14 @@ int Job::run() {
     loader = std::make_unique<io::Loader>(
         *train_set_, train_loader_config(position_.epoch, position_.step_in_epoch));
   }
+#ifdef ALEXNET_WITH_CUDA
+  std::unique_ptr<cuda::DeviceAugmenter> augmenter;
+  if (augment_on_device()) {
+    const io::LoaderConfig lc = train_loader_config(0, 0);
+    augmenter = std::make_unique<cuda::DeviceAugmenter>(*backend_, lc.augment, m.height, m.width,
+                                                        m.channels, o_.batch_size, o_.seed);
+  }
+#endif
 
   double sums[3] = {0, 0, 0};         // this rank's loss * samples, top-1 hits, samples
   double times[5] = {0, 0, 0, 0, 0};  // forward, backward, comm wait, optimizer, data wait
@@ -648,8 +675,13 @@ int Job::run() {
     }
 #endif
     if (step_times == &step_runner.step_times()) {
-      backend_->copy_to_device(input.get(), b->images,
-                               static_cast<size_t>(model_->input_elements()) * sizeof(float));
+#ifdef ALEXNET_WITH_CUDA
+      if (augmenter) augmenter->run(*b, static_cast<float*>(input.get()));
+#endif
+      if (b->images != nullptr) {
+        backend_->copy_to_device(input.get(), b->images,
+                                 static_cast<size_t>(model_->input_elements()) * sizeof(float));
+      }
       backend_->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
       r = step_runner.run(static_cast<const float*>(input.get()),
                           static_cast<const int32_t*>(labels.get()), key, lr);

@@ -31,7 +31,8 @@ bool LossScaler::update(bool gradients_finite) {
     ++skipped_;
     return false;
   }
-  if (++good_steps_ == config_.growth_interval) {
+  // >=: a restored count may exceed this run's interval (resumed with a shorter one).
+  if (++good_steps_ >= config_.growth_interval) {
     // Growth stops where the scale itself would overflow fp32 (GradScaler's behaviour).
     const double grown = scale_ * config_.growth_factor;
     if (grown < 3.4e38) scale_ = grown;

@@ -47,12 +47,20 @@ MultiGpuStep::MultiGpuStep(std::vector<Replica> replicas, comm::NcclCommunicator
     labels_.push_back(r.backend->allocate(static_cast<size_t>(first.batch()) * sizeof(int32_t)));
     grads_.push_back(r.model->grads());
   }
+  cuda::make_current(*replicas_[0].backend);
   results_.resize(replicas_.size());
   errors_.resize(replicas_.size());
-  for (size_t g = 0; g < replicas_.size(); ++g) threads_.emplace_back([this, g] { worker(g); });
+  try {
+    for (size_t g = 0; g < replicas_.size(); ++g) threads_.emplace_back([this, g] { worker(g); });
+  } catch (...) {
+    stop_workers();  // a joinable std::thread destroyed by the unwinding would terminate
+    throw;
+  }
 }
 
-MultiGpuStep::~MultiGpuStep() {
+MultiGpuStep::~MultiGpuStep() { stop_workers(); }
+
+void MultiGpuStep::stop_workers() noexcept {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -153,6 +161,9 @@ LossResult MultiGpuStep::run(const float* images, const int32_t* labels, const D
       r.backend->synchronize();
     }
   }
+  // The caller goes on with replica 0 (validation, checkpoints, its kernels and cuDNN handle):
+  // leave this thread on its device, not on the last replica's.
+  cuda::make_current(*replicas_[0].backend);
   const auto t3 = Clock::now();
   auto seconds = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();

@@ -55,7 +55,8 @@ class MultiGpuStep {
   MultiGpuStep& operator=(const MultiGpuStep&) = delete;
 
   // images [batch, ...] in the backends' activation layout and labels [batch], host memory.
-  // Returns the rank's mean loss and its accuracy counts over the whole batch.
+  // Returns the rank's mean loss and its accuracy counts over the whole batch, with the calling
+  // thread on replica 0's device.
   LossResult run(const float* images, const int32_t* labels, const DropoutKey& key, double lr);
 
   const StepTimes& step_times() const { return step_times_; }
@@ -64,6 +65,7 @@ class MultiGpuStep {
 
  private:
   void worker(size_t g);
+  void stop_workers() noexcept;
 
   std::vector<Replica> replicas_;
   comm::NcclCommunicator& nccl_;

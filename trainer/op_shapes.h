@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace alexnet::trainer {
 
@@ -58,6 +59,25 @@ struct BatchNormShape {
   int64_t batch = 1, channels = 1, spatial = 1;
   double eps = 1e-5, momentum = 0.1;
 };
+
+// The reference's rules for each shape, shared by the reference ops and every backend so that all
+// reject the same shapes with the same messages: std::invalid_argument with one line naming the op
+// and the problem ("conv2d: stride_h must be positive, got 0"). Sizes must be positive, padding
+// non-negative, groups must divide the channels and the kernel fit the padded input; pooling also
+// needs pad <= kernel / 2 and a plane small enough for int32 argmax indices. The batch norm rules
+// are training's: they include more than one value per channel and a non-negative eps.
+void validate(const Conv2dShape& s);
+void validate(const Pool2dShape& s);
+void validate(const LrnShape& s);
+void validate(const BatchNormShape& s);
+
+// The checks those rules are made of, for the arguments of other operations (linear, dropout,
+// adaptive pooling, the loss): each throws std::invalid_argument("op: what").
+namespace shape_check {
+[[noreturn]] void fail(const char* op, const std::string& what);
+void require_positive(const char* op, const char* name, int64_t value);      // value > 0
+void require_non_negative(const char* op, const char* name, int64_t value);  // value >= 0
+}  // namespace shape_check
 
 // What a dropout mask is a function of (with the element index): trainer/dropout_hash.h.
 struct DropoutKey {

@@ -251,6 +251,10 @@ std::vector<StateArray> Optimizer::state() {
     if (first_device_ != nullptr) device_->copy_to_host(first_.data(), first_device_, size_ * 4);
     if (second_device_ != nullptr) device_->copy_to_host(second_.data(), second_device_, size_ * 4);
   }
+  return host_arrays();
+}
+
+std::vector<StateArray> Optimizer::host_arrays() {
   std::vector<StateArray> arrays;
   if (kind_ == OptimizerKind::kSgd) {
     if (!first_.empty()) {
@@ -264,17 +268,21 @@ std::vector<StateArray> Optimizer::state() {
 }
 
 void Optimizer::load_state(std::string_view name, std::span<const float> values) {
-  for (StateArray& a : state()) {
+  // Not state(): refreshing the host copies from the device would overwrite `values` when they
+  // are those copies (a caller that received state()'s arrays, e.g. by broadcast, and loads them).
+  for (StateArray& a : host_arrays()) {
     if (a.name != name) continue;
     if (values.size() != a.values.size()) {
       throw std::invalid_argument("optimizer: state '" + a.name + "' has " +
                                   std::to_string(values.size()) + " elements, expected " +
                                   std::to_string(a.values.size()));
     }
-    std::copy(values.begin(), values.end(), a.values.begin());
+    if (values.data() != a.values.data()) {
+      std::copy(values.begin(), values.end(), a.values.begin());
+    }
     if (device_ != nullptr) {
       float* on_device = a.values.data() == first_.data() ? first_device_ : second_device_;
-      device_->copy_to_device(on_device, values.data(), size_ * 4);
+      device_->copy_to_device(on_device, a.values.data(), size_ * 4);
     }
     return;
   }

@@ -102,7 +102,8 @@ class Optimizer {
   std::vector<StateArray> state();
   // Restores one array, as named by state(); throws std::invalid_argument for a name this
   // configuration does not have or a size that differs. With every array loaded and
-  // set_steps(), the run continues bit-identically.
+  // set_steps(), the run continues bit-identically. `values` may be the array state() returned
+  // (written into by the caller): on a device, that is how the new values reach it.
   void load_state(std::string_view name, std::span<const float> values);
   void set_steps(int64_t steps);
 
@@ -116,6 +117,8 @@ class Optimizer {
     bool decay;
   };
   void update_segment(float* params, const float* grads, size_t begin, size_t end, bool decay);
+  // state()'s arrays over the host copies as they are (not refreshed from a device).
+  std::vector<StateArray> host_arrays();
 
   OptimizerConfig config_;
   OptimizerKind kind_;

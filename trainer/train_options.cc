@@ -34,6 +34,10 @@ po::options_description table(TrainOptions& o) {
     ("data.val", po::value(&o.val_files)->multitoken(), "validation shards (files or globs)")
     ("data.workers", po::value(&o.data_workers)->default_value(o.data_workers),
      "augmentation threads")
+    ("data.augment_on", po::value(&o.augment_on)->default_value(o.augment_on),
+     "host | device | auto: where training batches are cropped, flipped and normalized; device "
+     "(cuda, one GPU per rank) copies the stored uint8 images and augments them in a kernel; "
+     "auto: device where it can")
     ("train.batch_size", po::value(&o.batch_size)->default_value(o.batch_size), "per rank")
     ("train.epochs", po::value(&o.epochs)->default_value(o.epochs), "epochs to train")
     ("train.max_steps", po::value(&o.max_steps)->default_value(o.max_steps),
@@ -153,6 +157,13 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16") {
     throw std::invalid_argument("precision '" + o.precision + "': expected fp32, bf16 or fp16");
   }
+  if (o.augment_on != "auto" && o.augment_on != "host" && o.augment_on != "device") {
+    throw std::invalid_argument("data.augment_on '" + o.augment_on +
+                                "': expected host, device or auto");
+  }
+  if (o.augment_on == "device" && (o.backend != "cuda" || o.gpus_per_rank > 1)) {
+    throw std::invalid_argument("data.augment_on device needs backend cuda with one GPU per rank");
+  }
   if (o.gpus_per_rank < 1) throw std::invalid_argument("gpus-per-rank must be at least 1");
   if (o.gpus_per_rank > 1 && o.backend != "cuda") {
     throw std::invalid_argument("gpus-per-rank " + std::to_string(o.gpus_per_rank) +
@@ -180,7 +191,7 @@ std::string config_text(const TrainOptions& o) {
     << "\ngpus-per-rank = " << o.gpus_per_rank << "\nseed = " << o.seed << "\n"
     << "[model]\narch = " << o.arch << "\n"
     << "[data]\ntrain = " << list(o.train_files) << "\nval = " << list(o.val_files)
-    << "\nworkers = " << o.data_workers << "\n"
+    << "\nworkers = " << o.data_workers << "\naugment_on = " << o.augment_on << "\n"
     << "[train]\nbatch_size = " << o.batch_size << "\nepochs = " << o.epochs
     << "\nmax_steps = " << o.max_steps << "\nval_every = " << o.val_every
     << "\nlog_every = " << o.log_every << "\nlabel_smoothing = " << o.label_smoothing

@@ -18,7 +18,8 @@ struct TrainOptions {
   int gpus_per_rank = 1;           // cuda: devices each rank drives
   std::vector<std::string> train_files, val_files;
   int data_workers = 2;
-  int64_t batch_size = 128;  // per rank
+  std::string augment_on = "auto";  // host | device | auto (device on the cuda backend)
+  int64_t batch_size = 128;         // per rank
   int64_t epochs = 1;
   int64_t max_steps = 0;  // 0: no limit
   int64_t val_every = 0;  // steps; 0: at the end of every epoch only

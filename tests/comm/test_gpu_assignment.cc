@@ -92,8 +92,24 @@ TEST(GpuAssignment, TooManyGpusWantedOnANodeIsRefusedWithTheNumbers) {
   EXPECT_NE(m.find("4 ranks on node gpu-node-3 want 2 GPUs each (8), 6 visible"), std::string::npos)
       << m;
   EXPECT_EQ(m.find('\n'), std::string::npos) << "one line";
-  const std::string one = refusal([] { assign_gpus(0, 2, 0, 2, 1, 1, "n"); });
-  EXPECT_NE(one.find("2 ranks on node n want 1 GPU each (2), 1 visible"), std::string::npos) << one;
+  const std::string one = refusal([] { assign_gpus(0, 3, 0, 3, 1, 2, "n"); });
+  EXPECT_NE(one.find("3 ranks on node n want 1 GPU each (3), 2 visible"), std::string::npos) << one;
+}
+
+// Slurm's --gpus-per-task (or a wrapper setting CUDA_VISIBLE_DEVICES per rank): every rank of the
+// node sees exactly its own G devices and takes them as 0 ... G-1.
+TEST(GpuAssignment, GpusBoundPerRankByTheLauncherAreTakenFromZero) {
+  const GpuAssignment one = assign_gpus(5, 8, 5, 8, 1, 1, "n");
+  EXPECT_TRUE(one.bound_per_rank);
+  EXPECT_EQ(one.devices, std::vector<int>({0}));
+  EXPECT_EQ(one.nccl_ranks, std::vector<int>({5}));
+  const GpuAssignment two = assign_gpus(3, 4, 1, 2, 2, 2, "n");
+  EXPECT_TRUE(two.bound_per_rank);
+  EXPECT_EQ(two.devices, std::vector<int>({0, 1}));
+  EXPECT_EQ(two.nccl_ranks, std::vector<int>({6, 7}));
+  EXPECT_NE(describe_gpu_assignment(one, "3").find("bound to this rank by the launcher"),
+            std::string::npos);
+  EXPECT_FALSE(assign_gpus(0, 1, 0, 1, 2, 2).bound_per_rank);  // one rank: plainly all of them
 }
 
 TEST(GpuAssignment, GpusPerRankOutOfRangeIsRefused) {

@@ -132,7 +132,7 @@ std::vector<Conv2dShape> conv_shapes() {
 TEST(CudnnPlan, ConvShapesMatchConv2dShape) {
   for (const Conv2dShape& s : conv_shapes()) {
     SCOPED_TRACE(plan::describe(s));
-    ASSERT_NO_THROW(plan::validate(s));
+    ASSERT_NO_THROW(validate(s));
     EXPECT_EQ(plan::conv_output_size(s.height, s.pad_h, s.kernel_h, s.stride_h), s.out_height());
     EXPECT_EQ(plan::conv_output_size(s.width, s.pad_w, s.kernel_w, s.stride_w), s.out_width());
     const plan::TensorDims x = plan::conv_input(s), y = plan::conv_output(s);
@@ -166,13 +166,13 @@ TEST(CudnnPlan, ConvShapesMatchConv2dShape) {
 TEST(CudnnPlan, BadConvShapesAreRejected) {
   Conv2dShape s = conv_shapes()[1];
   s.in_channels = 95;  // not divisible by 2 groups
-  EXPECT_THROW(plan::validate(s), std::invalid_argument);
+  EXPECT_THROW(validate(s), std::invalid_argument);
   s = conv_shapes()[2];
   s.kernel_h = 20;  // larger than the padded input
-  EXPECT_THROW(plan::validate(s), std::invalid_argument);
+  EXPECT_THROW(validate(s), std::invalid_argument);
   s = conv_shapes()[2];
   s.pad_w = -1;
-  EXPECT_THROW(plan::validate(s), std::invalid_argument);
+  EXPECT_THROW(validate(s), std::invalid_argument);
 }
 
 TEST(CudnnPlan, PoolShapesMatchPool2dShape) {

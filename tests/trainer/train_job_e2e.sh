@@ -10,6 +10,8 @@
 #   mismatch  ranks with different configurations are refused (exit 2, one message)
 #   logs      metrics.jsonl fields; TensorBoard itself reads the event file; the Chrome trace
 #   disk      a full disk while checkpointing: clear error, the previous checkpoint intact
+#   gpuopts   GPU options where they cannot work: exit 2 with one line naming the problem (the
+#             cuda backend without a device, bf16 or several GPUs on the CPU backend)
 # Usage: train_job_e2e.sh BIN_DIR SOURCE_DIR WORK_DIR CASE [VENV_PYTHON]
 set -euo pipefail
 BIN=$1
@@ -157,6 +159,29 @@ case_mismatch() {
   set -e
   [ $rc -eq 2 ] || { cat "$WORK/m.txt" "$WORK/m.err"; fail "exit $rc, want 2"; }
   [ "$(grep -c "another configuration or build" "$WORK/m.err")" = 1 ] || { cat "$WORK/m.err"; fail "want one message"; }
+}
+
+# Runs the job expecting exit 2 and one stderr line matching $1.
+expect_bad_option() {
+  local pattern=$1
+  shift
+  set +e
+  job --train.max_steps 2 --run.dir "$WORK/opts" "$@" > "$WORK/opts.txt" 2> "$WORK/opts.err"
+  local rc=$?
+  set -e
+  [ $rc -eq 2 ] || { cat "$WORK/opts.txt" "$WORK/opts.err"; fail "$* : exit $rc, want 2"; }
+  [ "$(wc -l < "$WORK/opts.err")" = 1 ] || { cat "$WORK/opts.err"; fail "$* : want one line"; }
+  grep -q "$pattern" "$WORK/opts.err" || { cat "$WORK/opts.err"; fail "$* : no '$pattern'"; }
+}
+
+case_gpuopts() {
+  if ! command -v nvidia-smi > /dev/null || ! nvidia-smi -L > /dev/null 2>&1; then
+    expect_bad_option "CUDA" --backend cuda
+  fi
+  expect_bad_option "precision bf16 needs the cuda backend" --precision bf16
+  expect_bad_option "gpus-per-rank 2 needs backend cuda" --gpus-per-rank 2
+  expect_bad_option "data.augment_on device needs backend cuda" --data.augment_on device
+  expect_bad_option "precision 'fp8'" --precision fp8
 }
 
 case_logs() {

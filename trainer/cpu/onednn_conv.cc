@@ -30,27 +30,10 @@ std::string describe(const Conv2dShape& s) {
          std::to_string(s.in_channels);
 }
 
-// The reference's rules (reference_ops.cc), so both backends reject the same shapes, with
-// messages that name the problem rather than oneDNN's "invalid arguments".
-void validate(const Conv2dShape& s) {
-  if (s.batch <= 0 || s.in_channels <= 0 || s.out_channels <= 0 || s.height <= 0 || s.width <= 0 ||
-      s.kernel_h <= 0 || s.kernel_w <= 0 || s.stride_h <= 0 || s.stride_w <= 0 || s.pad_h < 0 ||
-      s.pad_w < 0 || s.groups <= 0) {
-    throw std::invalid_argument("conv2d: sizes must be positive and padding non-negative: " +
-                                describe(s));
-  }
-  if (s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0) {
-    throw std::invalid_argument("conv2d: groups must divide the channels: " + describe(s));
-  }
-  if (s.kernel_h > s.height + 2 * s.pad_h || s.kernel_w > s.width + 2 * s.pad_w) {
-    throw std::invalid_argument("conv2d: kernel larger than the padded input: " + describe(s));
-  }
-}
-
 class OneDnnConv2d final : public Conv2dOp {
  public:
   OneDnnConv2d(const Conv2dShape& s, bool bias) : bias_(bias) {
-    validate(s);
+    validate(s);  // the reference's rules, so that both backends reject the same shapes
     const std::string layer = describe(s);
     std::string what = "creating the forward primitive of " + layer;
     const auto f32 = memory::data_type::f32;

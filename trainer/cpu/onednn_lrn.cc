@@ -14,13 +14,6 @@ namespace {
 
 using dnnl::memory;
 
-void require_positive(const char* name, int64_t value) {
-  if (value <= 0) {
-    throw std::invalid_argument(std::string("lrn: ") + name + " must be positive, got " +
-                                std::to_string(value));
-  }
-}
-
 // y[c] = x[c] / (k + alpha * sum_{window(c)} x^2)^beta, window(c) = [c - size/2, c + (size-1)/2].
 //
 // oneDNN computes dst = src * (k + alpha' / size * sum src^2)^-beta: it divides its alpha by the
@@ -32,11 +25,7 @@ void require_positive(const char* name, int64_t value) {
 class OnednnLrn final : public LrnOp {
  public:
   explicit OnednnLrn(const LrnShape& s) : s_(s) {
-    require_positive("batch", s.batch);
-    require_positive("channels", s.channels);
-    require_positive("height", s.height);
-    require_positive("width", s.width);
-    require_positive("size", s.size);
+    validate(s);  // the reference's rules
     const std::string shape = "LRN size " + std::to_string(s.size) + " on " +
                               std::to_string(s.height) + "x" + std::to_string(s.width) + "x" +
                               std::to_string(s.channels) + " (batch " + std::to_string(s.batch) +

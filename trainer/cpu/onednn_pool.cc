@@ -22,31 +22,7 @@ memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
   return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
 }
 
-[[noreturn]] void fail(const char* op, const std::string& what) {
-  throw std::invalid_argument(std::string(op) + ": " + what);
-}
-
-void require_positive(const char* op, const char* name, int64_t value) {
-  if (value <= 0) fail(op, std::string(name) + " must be positive, got " + std::to_string(value));
-}
-
-// The reference's rules (reference_ops.cc), checked once at creation rather than every call.
-void validate(const Pool2dShape& s) {
-  const char* op = "max_pool";
-  require_positive(op, "batch", s.batch);
-  require_positive(op, "channels", s.channels);
-  require_positive(op, "height", s.height);
-  require_positive(op, "width", s.width);
-  require_positive(op, "kernel", s.kernel);
-  require_positive(op, "stride", s.stride);
-  if (s.pad < 0) fail(op, "pad must not be negative, got " + std::to_string(s.pad));
-  // PyTorch's rule; it also guarantees that every window holds at least one input element, so
-  // no output is made of padding alone.
-  if (s.pad > s.kernel / 2) fail(op, "pad must be at most half the kernel");
-  if (s.kernel > s.height + 2 * s.pad || s.kernel > s.width + 2 * s.pad) {
-    fail(op, "kernel is larger than the padded input");
-  }
-}
+using shape_check::require_positive;
 
 std::string describe(const Pool2dShape& s) {
   return "max pool " + std::to_string(s.kernel) + "x" + std::to_string(s.kernel) + "/" +
@@ -65,7 +41,7 @@ std::string describe(const Pool2dShape& s) {
 class OnednnMaxPool final : public MaxPoolOp {
  public:
   explicit OnednnMaxPool(const Pool2dShape& s) {
-    validate(s);
+    validate(s);  // the reference's rules, checked once at creation rather than every call
     const std::string what = "creating " + describe(s);
     const memory::desc x_md = nhwc(s.batch, s.channels, s.height, s.width);
     const memory::desc y_md = nhwc(s.batch, s.channels, s.out_height(), s.out_width());

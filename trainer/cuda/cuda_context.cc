@@ -1,6 +1,7 @@
 // CudaContext: device, stream, cuDNN and cuBLAS handles, shared workspace.
 #include "trainer/cuda/cuda_context.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 
@@ -8,6 +9,29 @@
 
 namespace alexnet::trainer::cuda {
 namespace {
+
+constexpr size_t kMinWorkspaceBytes = size_t{32} << 20;
+
+// Makes `device` current for a scope and restores the caller's device: allocations and handle
+// work land on the context's own device whatever thread calls (several GPUs per rank).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
+      ALEXNET_CUDA_CHECK(cudaSetDevice(device), "selecting CUDA device " + std::to_string(device));
+    } else {
+      previous_ = -1;
+    }
+  }
+  ~DeviceScope() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;
+};
 
 std::string megabytes(size_t bytes) {
   char text[32];
@@ -44,27 +68,44 @@ CudaContext::CudaContext(int device, const BackendOptions& options) : options_(o
                                 properties_.name + " has " + std::to_string(properties_.major) +
                                 "." + std::to_string(properties_.minor));
   }
-  ALEXNET_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-                     "creating the compute stream");
-  ALEXNET_CUDNN_CHECK(cudnnCreate(&cudnn_), "creating the cuDNN handle");
-  ALEXNET_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_), "binding cuDNN to the compute stream");
-  ALEXNET_CUBLAS_CHECK(cublasCreate(&cublas_), "creating the cuBLAS handle");
-  ALEXNET_CUBLAS_CHECK(cublasSetStream(cublas_, stream_), "binding cuBLAS to the compute stream");
-  // Pointer-mode host: alpha and beta are host scalars in every call.
-  ALEXNET_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST),
-                       "setting cuBLAS pointer mode");
+  try {
+    ALEXNET_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                       "creating the compute stream");
+    ALEXNET_CUDNN_CHECK(cudnnCreate(&cudnn_), "creating the cuDNN handle");
+    ALEXNET_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_), "binding cuDNN to the compute stream");
+    ALEXNET_CUBLAS_CHECK(cublasCreate(&cublas_), "creating the cuBLAS handle");
+    ALEXNET_CUBLAS_CHECK(cublasSetStream(cublas_, stream_), "binding cuBLAS to the compute stream");
+    // Pointer-mode host: alpha and beta are host scalars in every call.
+    ALEXNET_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST),
+                         "setting cuBLAS pointer mode");
+  } catch (...) {
+    release();  // the destructor does not run for a constructor that throws
+    throw;
+  }
 }
 
-CudaContext::~CudaContext() {
+CudaContext::~CudaContext() { release(); }
+
+void CudaContext::release() noexcept {
   // Release in reverse; errors here cannot be reported usefully (the process may be ending after a
-  // device failure).
+  // device failure). The handles belong to this context's device, which another thread's (or
+  // another backend's) work may have left not current.
+  int current = -1;
+  const bool restore = cudaGetDevice(&current) == cudaSuccess && current != device_;
+  if (restore) cudaSetDevice(device_);
   workspace_.reset();
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (cudnn_ != nullptr) cudnnDestroy(cudnn_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  cublas_ = nullptr;
+  cudnn_ = nullptr;
+  stream_ = nullptr;
+  if (restore) cudaSetDevice(current);
 }
 
 DeviceBuffer CudaContext::allocate(size_t bytes, const std::string& what) {
+  // On this context's device whatever the calling thread has current.
+  DeviceScope scope(device_);
   void* p = nullptr;
   ALEXNET_CUDA_CHECK(
       cudaMalloc(&p, bytes == 0 ? 1 : bytes),
@@ -74,6 +115,10 @@ DeviceBuffer CudaContext::allocate(size_t bytes, const std::string& what) {
 
 void CudaContext::reserve_workspace(size_t bytes) {
   if (bytes <= workspace_size_) return;
+  // The workspace also replaces cuBLAS's own (cublasSetWorkspace below): never hand cuBLAS less
+  // than its documented recommendation (32 MiB on Hopper, 4 MiB before), or a convolution whose
+  // algorithms need a few kB would starve the classifier's GEMMs.
+  bytes = std::max(bytes, kMinWorkspaceBytes);
   // The old workspace may still be in use by queued work of ops made earlier.
   ALEXNET_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting before growing the workspace");
   workspace_.reset();

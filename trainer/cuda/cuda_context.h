@@ -57,6 +57,8 @@ class CudaContext {
   PinnedBuffer pinned(size_t bytes);
 
  private:
+  void release() noexcept;  // handles, stream and workspace, whichever exist
+
   int device_ = 0;
   BackendOptions options_;
   cudaDeviceProp properties_{};

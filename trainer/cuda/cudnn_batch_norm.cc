@@ -21,7 +21,10 @@ namespace {
 
 constexpr cudnnBatchNormMode_t kMode = CUDNN_BATCHNORM_SPATIAL;
 
-void validate(const BatchNormShape& s) {
+// What creating the op needs: positive sizes and cuDNN's minimum eps (CUDNN_BN_MIN_EPSILON,
+// beyond the reference's eps >= 0). The reference's rules, validate(BatchNormShape), are training's
+// (more than one value per channel) and wait for forward_training: one sample is fine at inference.
+void validate_for_creation(const BatchNormShape& s) {
   const std::string op = "batch_norm";
   plan::require_positive(op, "batch", s.batch);
   plan::require_positive(op, "channels", s.channels);
@@ -40,7 +43,7 @@ class CudnnBatchNorm final : public BatchNormOp {
  public:
   CudnnBatchNorm(CudaContext& ctx, const BatchNormShape& s)
       : ctx_(ctx),
-        s_((validate(s), s)),
+        s_((validate_for_creation(s), s)),
         x_desc_(plan::batch_norm_tensor(s), CUDNN_DATA_FLOAT),
         what_("running " + describe(s)) {
     ALEXNET_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(param_desc_.get(), x_desc_.get(), kMode),
@@ -52,10 +55,7 @@ class CudnnBatchNorm final : public BatchNormOp {
 
   void forward_training(const float* x, const float* gamma, const float* beta, float* y,
                         float* running_mean, float* running_var) override {
-    // As the reference (and PyTorch): the unbiased variance of one value divides by zero.
-    if (s_.batch * s_.spatial < 2) {
-      throw std::invalid_argument("batch_norm: training needs more than one value per channel");
-    }
+    validate(s_);  // the reference's rules: more than one value per channel
     const float one = 1, zero = 0;
     ALEXNET_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
                             ctx_.cudnn(), kMode, &one, &zero, x_desc_.get(), x, x_desc_.get(), y,

@@ -65,7 +65,7 @@ class CudnnConv final : public Conv2dOp {
  public:
   CudnnConv(CudaContext& ctx, const Conv2dShape& s, bool bias)
       : ctx_(ctx),
-        s_((plan::validate(s), s)),
+        s_((validate(s), s)),
         precision_(ctx.precision()),
         mixed_(precision_ != Precision::kFloat32),
         type_(cudnn_data_type(precision_)),
@@ -118,6 +118,7 @@ class CudnnConv final : public Conv2dOp {
   }
 
   void backward_data(const float* dy, const float* w, float* dx) override {
+    if (!data_error_.empty()) throw std::runtime_error(data_error_);
     const float one = 1, zero = 0;
     prepare_filter(w);
     const void* dyin = dy;
@@ -221,15 +222,24 @@ class CudnnConv final : public Conv2dOp {
     fwd_algo_ = static_cast<cudnnConvolutionFwdAlgo_t>(f.algo);
     use_math(fwd_conv_, f);
 
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-    ALEXNET_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
-                            ctx_.cudnn(), w_desc_.get(), y_desc_.get(), data_conv_.get(),
-                            x_desc_.get(), static_cast<int>(data.size()), &returned, data.data()),
-                        what);
-    const plan::AlgoCandidate d =
-        plan::choose_algorithm(candidates(data, returned), limit, false, "data gradient " + what_);
-    data_algo_ = static_cast<cudnnConvolutionBwdDataAlgo_t>(d.algo);
-    use_math(data_conv_, d);
+    // The first layer never runs backward_data (no one wants the images' gradient), and its
+    // 3-channel dx is the shape cuDNN's NHWC kernels support least: a data gradient without a
+    // usable algorithm fails at its first use, not at creation.
+    plan::AlgoCandidate d;
+    try {
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+      ALEXNET_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
+                              ctx_.cudnn(), w_desc_.get(), y_desc_.get(), data_conv_.get(),
+                              x_desc_.get(), static_cast<int>(data.size()), &returned, data.data()),
+                          what);
+      d = plan::choose_algorithm(candidates(data, returned), limit, false,
+                                 "data gradient " + what_);
+      data_algo_ = static_cast<cudnnConvolutionBwdDataAlgo_t>(d.algo);
+      use_math(data_conv_, d);
+    } catch (const std::runtime_error& e) {
+      data_error_ = e.what();
+      d = plan::AlgoCandidate{};  // needs no workspace
+    }
 
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter(
         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
@@ -265,6 +275,7 @@ class CudnnConv final : public Conv2dOp {
   cudnnConvolutionFwdAlgo_t fwd_algo_{};
   cudnnConvolutionBwdDataAlgo_t data_algo_{};
   cudnnConvolutionBwdFilterAlgo_t filter_algo_{};
+  std::string data_error_;  // why backward_data cannot run, where no algorithm was found
 };
 
 }  // namespace

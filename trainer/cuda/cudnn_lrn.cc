@@ -21,12 +21,8 @@ namespace {
 class CudaLrn final : public LrnOp {
  public:
   CudaLrn(CudaContext& ctx, const LrnShape& s) : ctx_(ctx), pixels_(s.batch * s.height * s.width) {
+    validate(s);  // the reference's rules
     const std::string op = "lrn";
-    plan::require_positive(op, "batch", s.batch);
-    plan::require_positive(op, "channels", s.channels);
-    plan::require_positive(op, "height", s.height);
-    plan::require_positive(op, "width", s.width);
-    plan::require_positive(op, "size", s.size);
     params_.channels = plan::to_int(op, "channels", s.channels);
     params_.size = plan::to_int(op, "size", s.size);
     params_.alpha = static_cast<float>(s.alpha);  // per element, as op_shapes.h's

@@ -99,26 +99,6 @@ inline std::string describe(const Conv2dShape& s) {
          std::to_string(s.width) + " (batch " + std::to_string(s.batch) + ")";
 }
 
-// The reference's rules (reference_ops.cc), checked once at creation.
-inline void validate(const Conv2dShape& s) {
-  const std::string op = "conv2d";
-  require_positive(op, "batch", s.batch);
-  require_positive(op, "in_channels", s.in_channels);
-  require_positive(op, "out_channels", s.out_channels);
-  require_positive(op, "height", s.height);
-  require_positive(op, "width", s.width);
-  require_positive(op, "kernel_h", s.kernel_h);
-  require_positive(op, "kernel_w", s.kernel_w);
-  require_positive(op, "stride_h", s.stride_h);
-  require_positive(op, "stride_w", s.stride_w);
-  require_positive(op, "groups", s.groups);
-  if (s.pad_h < 0 || s.pad_w < 0) fail(op, "padding must not be negative");
-  if (s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0) {
-    fail(op, "channels must be divisible by groups");
-  }
-  if (s.out_height() <= 0 || s.out_width() <= 0) fail(op, "kernel is larger than padded input");
-}
-
 inline FilterDims conv_filter(const Conv2dShape& s) {
   const std::string op = "conv2d";
   return {to_int(op, "out_channels", s.out_channels),
@@ -179,20 +159,11 @@ inline std::string describe(const Pool2dShape& s) {
          std::to_string(s.channels) + " (batch " + std::to_string(s.batch) + ")";
 }
 
-// The reference's rules; pad <= kernel / 2 also guarantees every window holds an input element.
+// The window, padding and stride for cuDNN, after the reference's rules (trainer/op_shapes.h:
+// pad <= kernel / 2 also guarantees every window holds an input element).
 inline PoolGeometry pool_geometry(const Pool2dShape& s) {
+  validate(s);
   const std::string op = "max_pool";
-  require_positive(op, "batch", s.batch);
-  require_positive(op, "channels", s.channels);
-  require_positive(op, "height", s.height);
-  require_positive(op, "width", s.width);
-  require_positive(op, "kernel", s.kernel);
-  require_positive(op, "stride", s.stride);
-  if (s.pad < 0) fail(op, "pad must not be negative, got " + std::to_string(s.pad));
-  if (s.pad > s.kernel / 2) fail(op, "pad must be at most half the kernel");
-  if (s.kernel > s.height + 2 * s.pad || s.kernel > s.width + 2 * s.pad) {
-    fail(op, "kernel is larger than the padded input");
-  }
   return {to_int(op, "kernel", s.kernel), to_int(op, "pad", s.pad), to_int(op, "stride", s.stride)};
 }
 

@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
      "per-channel mean in pixel units, comma-separated (default: the training data's)")
     ("std", po::value(&std), "per-channel std in pixel units (default: the training data's)")
     ("batch", po::value(&batch)->default_value(batch), "images per forward pass")
-    ("backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference")
+    ("backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference | cuda")
     ("help,h", "this help");
   // clang-format on
   po::positional_options_description positional;
