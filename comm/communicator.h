@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace alexnet::comm {
@@ -19,6 +20,13 @@ enum class WireType { kFloat32, kBFloat16, kFloat16 };
 // "fp32" | "bf16" | "fp16"; throws std::invalid_argument naming the accepted values.
 WireType parse_wire_type(const std::string& name);
 const char* wire_type_name(WireType type);
+
+// A collective that cannot complete because a peer failed, went away or stopped answering within
+// the timeout (the job ends with "peer lost", exit status 5, rather than hang).
+class PeerLost : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Communicator {
  public:

@@ -270,11 +270,11 @@ bool NcclCommunicator::poll_communicators(const std::string& what) {
     if (state == ncclInProgress) {
       busy = true;
     } else if (state != ncclSuccess) {
-      throw std::runtime_error(
-          "rank " + std::to_string(mpi_.rank()) + ": NCCL failed on device " +
-          std::to_string(devices_[i]) + " while " + what + ": " + nccl_error_text(state) +
-          (state == ncclRemoteError ? " (a peer rank failed or went away)" : "") +
-          "; the NCCL communicators were aborted");
+      throw PeerLost("rank " + std::to_string(mpi_.rank()) + ": NCCL failed on device " +
+                     std::to_string(devices_[i]) + " while " + what + ": " +
+                     nccl_error_text(state) +
+                     (state == ncclRemoteError ? " (a peer rank failed or went away)" : "") +
+                     "; the NCCL communicators were aborted");
     }
   }
   return busy;
@@ -285,10 +285,10 @@ void NcclCommunicator::wait_for_communicators(const std::string& what, double ti
   Backoff backoff;
   while (poll_communicators(what)) {
     if (timeout_seconds > 0 && seconds_since(start) > timeout_seconds) {
-      throw std::runtime_error("rank " + std::to_string(mpi_.rank()) + ": timed out after " +
-                               seconds_text(timeout_seconds) + " " + what +
-                               " (a peer rank stopped, is stuck, or never arrived); the NCCL "
-                               "communicators were aborted");
+      throw PeerLost("rank " + std::to_string(mpi_.rank()) + ": timed out after " +
+                     seconds_text(timeout_seconds) + " " + what +
+                     " (a peer rank stopped, is stuck, or never arrived); the NCCL "
+                     "communicators were aborted");
     }
     backoff.pause();
   }
@@ -310,10 +310,10 @@ void NcclCommunicator::wait_for_events(const std::string& what) {
     // Errors of NCCL's own (network, peers) show here while the kernels wait for data.
     poll_communicators(what);
     if (options_.timeout_seconds > 0 && seconds_since(start) > options_.timeout_seconds) {
-      throw std::runtime_error("rank " + std::to_string(mpi_.rank()) + ": timed out after " +
-                               seconds_text(options_.timeout_seconds) + " " + what +
-                               " (a peer rank stopped or is stuck; the NCCL communicators were "
-                               "aborted)");
+      throw PeerLost("rank " + std::to_string(mpi_.rank()) + ": timed out after " +
+                     seconds_text(options_.timeout_seconds) + " " + what +
+                     " (a peer rank stopped or is stuck; the NCCL communicators were "
+                     "aborted)");
     }
     backoff.pause();
   }

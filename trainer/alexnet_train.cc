@@ -843,6 +843,10 @@ int main(int argc, char** argv) {
   } catch (const CollectiveError& e) {
     if (rank == 0) std::cerr << "alexnet-train: error: " << e.what() << "\n";
     code = e.code;
+  } catch (const comm::PeerLost& e) {  // NCCL: a peer failed or stopped answering
+    std::cerr << who << "error: " << e.what() << "\n";
+    if (world > 1) comm->abort(kExitPeerLost);
+    code = kExitPeerLost;
   } catch (const io::DataError& e) {
     std::cerr << who << "error: " << e.what() << "\n";
     if (world > 1) comm->abort(kExitBadInput);
