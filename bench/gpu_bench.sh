@@ -69,24 +69,32 @@ if [[ ! -f $DATA-00000.h5 ]]; then
     --num-classes 1000 --quiet >/dev/null
 fi
 workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
-echo "| job, 1 rank, batch 256 | img/s | compute ms | comm wait ms | data wait ms |"
+echo "| job, batch 256 per GPU | img/s | compute ms | comm wait ms | data wait ms |"
 echo "|---|---|---|---|---|"
-for precision in fp32 bf16; do
-  run=$WORK/run-$precision
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+cases=("fp32 1" "bf16 1")
+((gpus >= 2)) && cases+=("bf16 $gpus")  # all GPUs, one rank each: NCCL's share appears
+for c in "${cases[@]}"; do
+  read -r precision ranks <<<"$c"
+  run=$WORK/run-$precision-$ranks
   rm -rf "$run"
-  $WRAP "$BIN/alexnet-train" --backend cuda --precision "$precision" \
+  launcher=()
+  ((ranks > 1)) && launcher=(mpirun -np "$ranks")
+  $WRAP "${launcher[@]}" "$BIN/alexnet-train" --backend cuda --precision "$precision" \
     --model.arch alexnet-torchvision --data.train "$DATA-*.h5" --data.workers "$workers" \
     --train.batch_size 256 --train.epochs 1 --train.max_steps 24 --train.log_every 8 \
     --train.val_every 0 --checkpoint.every_steps 0 --run.dir "$run" >"$run.log" 2>&1 ||
-    { echo "alexnet-train failed ($precision):"; tail -5 "$run.log"; continue; }
+    { echo "alexnet-train failed ($precision, $ranks rank(s)):"; tail -5 "$run.log"; continue; }
   # The last progress window (after warm-up): compute = forward + backward + optimizer.
   grep '"split": "train"' "$run/metrics.jsonl" | tail -1 | "$PYTHON" -c '
 import json, sys
 m = json.loads(sys.stdin.read())
 compute = m["seconds_forward"] + m["seconds_backward"] + m["seconds_optimizer"]
-print("| %s | %.0f | %.1f | %.1f | %.1f |" % (sys.argv[1], m["images_per_sec"], 1e3 * compute,
-      1e3 * m["seconds_comm_wait"], 1e3 * m["seconds_data_wait"]))' "$precision"
+print("| %s, %s GPU(s) | %.0f | %.1f | %.1f | %.1f |" % (sys.argv[1], sys.argv[2],
+      m["images_per_sec"], 1e3 * compute, 1e3 * m["seconds_comm_wait"],
+      1e3 * m["seconds_data_wait"]))' "$precision" "$ranks"
 done
 echo
 echo "Per step, the last window of 8 steps; data: synthetic 256 px JPEG-free HDF5 shards through"
-echo "the loader ($workers workers), one rank on one GPU (the all-reduce is NCCL's over one rank)."
+echo "the loader ($workers workers) with augmentation on the GPU; one GPU per rank (a single GPU"
+echo "has nothing to all-reduce; with several, the gradients go over NCCL)."

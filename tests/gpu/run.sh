@@ -12,22 +12,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD_DIR:-build}
-BIN=$BUILD/bin
+# What the GPU machine needs, staged apart from the rest of build/bin (the device tool carries
+# 64 MiB at most: the runtime pack takes about 27).
+GPU_BIN=$BUILD/gpu/bin
+GPU_PROGRAMS=(test_gpu_cudnn_ops test_gpu_kernels test_gpu_nccl test_gpu_training alexnet-train
+              alexnet-eval alexnet-data bench-train)
 
 if [[ ${1:-} == prepare ]]; then
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DALEXNET_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" >/dev/null
   cmake --build "$BUILD" -j "$(nproc)"
-  bash ../shared/device/pack-runtime.sh --compress -q "$BIN" .gpurt
+  rm -rf "$GPU_BIN"
+  mkdir -p "$GPU_BIN"
+  for p in "${GPU_PROGRAMS[@]}"; do cp "$BUILD/bin/$p" "$GPU_BIN/"; done
+  bash ../shared/device/pack-runtime.sh --compress -q "$GPU_BIN" .gpurt
   grep -qx '/.gpurt/' .git/info/exclude 2>/dev/null || echo '/.gpurt/' >>.git/info/exclude
-  du -sh "$BIN" .gpurt
+  du -sh "$GPU_BIN" .gpurt
   cat <<CALL
 Device tool call (carry at most 64 MiB):
-  carry:   [".gpurt", "$BIN"]
+  carry:   [".gpurt", "$GPU_BIN"]
   command: bash tests/gpu/run.sh
 CALL
   exit 0
 fi
+BIN=$GPU_BIN
+[[ -d $BIN ]] || BIN=$BUILD/bin  # built on the GPU machine itself
 
 bench=1
 [[ ${1:-} == --no-bench ]] && bench=0
@@ -69,32 +78,36 @@ fi
 job() {  # name, launcher words..., -- alexnet-train options...
   local name=$1 log=$OUT/job-$1.log
   shift
-  if "${WRAP[@]}" "$@" >"$log" 2>&1; then
+  local rc=0
+  "${WRAP[@]}" "$@" >"$log" 2>&1 || rc=$?
+  if ((rc == 0)); then
     echo "| job $name | ok | $(grep -o '[0-9.]* img/s' "$log" | tail -1) |"
   else
     status=1
-    echo "| job $name | FAILED (exit $?) | $(tail -1 "$log") |"
+    echo "| job $name | FAILED (exit $rc) | $(tail -1 "$log") |"
   fi
 }
 DATA=$OUT/data/mini
+mkdir -p "$OUT/data"
 "${WRAP[@]}" "$BIN/alexnet-data" synthetic --out "$DATA" --count 4096 --size 28 --channels 1 \
   --num-classes 10 --val-fraction 0.125 --quiet >/dev/null
 common=(--model.arch alexnet-mini --data.train "$DATA-train-*.h5" --data.val "$DATA-val-*.h5"
-        --train.batch_size 64 --train.epochs 2 --train.log_every 20 --optim.lr 0.02)
+        --train.batch_size 64 --train.log_every 20 --optim.lr 0.02)
 echo "| job | result | last rate |"
 echo "|---|---|---|"
-job fp32 "$BIN/alexnet-train" --backend cuda "${common[@]}" --run.dir "$OUT/run-fp32"
+job fp32 "$BIN/alexnet-train" --backend cuda "${common[@]}" --train.epochs 2 \
+  --run.dir "$OUT/run-fp32"
 job bf16-resume "$BIN/alexnet-train" --backend cuda --precision bf16 "${common[@]}" \
   --train.epochs 3 --resume latest --run.dir "$OUT/run-fp32"
 job fp16 "$BIN/alexnet-train" --backend cuda --precision fp16 "${common[@]}" \
-  --run.dir "$OUT/run-fp16"
+  --train.epochs 2 --run.dir "$OUT/run-fp16"
 job eval "$BIN/alexnet-eval" --backend cuda --weights "$OUT/run-fp32/weights.h5" \
   --data "$DATA-val-*.h5"
 if ((gpus >= 2)); then
   job two-ranks mpirun -np 2 "$BIN/alexnet-train" --backend cuda "${common[@]}" \
-    --run.dir "$OUT/run-two-ranks"
+    --train.epochs 2 --run.dir "$OUT/run-two-ranks"
   job two-gpus-one-rank "$BIN/alexnet-train" --backend cuda --gpus-per-rank 2 "${common[@]}" \
-    --run.dir "$OUT/run-two-gpus"
+    --train.epochs 2 --run.dir "$OUT/run-two-gpus"
 fi
 
 echo
