@@ -618,6 +618,14 @@ int Job::run() {
 #endif
   if (gradient_comm == &comm_) comm_.reserve(static_cast<size_t>(spec_.param_floats), tc.wire);
   TrainStep step_runner(*model_, *optimizer_, *gradient_comm, tc);
+  LossScaler* scaler = &step_runner.loss_scaler();
+#ifdef ALEXNET_WITH_CUDA
+  if (multi_gpu) scaler = &multi_gpu->loss_scaler();
+#endif
+  // fp16: the scale continues where the checkpoint left it (every rank has the same position).
+  if (tc.loss_scaling && position_.loss_scale > 0) {
+    scaler->restore(position_.loss_scale, position_.loss_scale_good_steps);
+  }
   install_signal_handlers();
 
   if (position_.step >= total_steps || position_.epoch >= o_.epochs) {
@@ -690,6 +698,10 @@ int Job::run() {
     ++window_steps;
     checkpoint_current = false;
     const StepTimes& st = *step_times;
+    if (tc.loss_scaling) {  // for the next checkpoint
+      position_.loss_scale = scaler->scale();
+      position_.loss_scale_good_steps = scaler->good_steps();
+    }
     times[0] += st.forward;
     times[1] += st.backward;
     times[2] += st.comm_wait;

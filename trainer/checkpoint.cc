@@ -44,6 +44,10 @@ void save_checkpoint(const std::string& path, const ModelSpec& spec,
   w.set_attribute("/", "world_size", position.world_size);
   w.set_attribute("/", "batch_size", position.batch_size);
   w.set_attribute("/", "seed", static_cast<int64_t>(position.seed));
+  if (position.loss_scale > 0) {
+    w.set_attribute("/", "loss_scale", position.loss_scale);
+    w.set_attribute("/", "loss_scale_good_steps", position.loss_scale_good_steps);
+  }
   w.set_attribute("/", "config", config);
   w.commit();
 }
@@ -84,6 +88,10 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
   p.world_size = r.int_attribute("/", "world_size");
   p.batch_size = r.int_attribute("/", "batch_size");
   p.seed = static_cast<uint64_t>(r.int_attribute("/", "seed"));
+  if (r.has_attribute("/", "loss_scale")) {
+    p.loss_scale = r.float_attribute("/", "loss_scale");
+    p.loss_scale_good_steps = r.int_attribute("/", "loss_scale_good_steps");
+  }
   return p;
 }
 

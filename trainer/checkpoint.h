@@ -13,6 +13,8 @@
 //                              and augmentation on (seed, epoch, sample), dropout on (seed, step,
 //                              rank, layer)), so the seed and the position are the RNG state
 //   /@config                   the merged configuration text
+//   /@loss_scale, /@loss_scale_good_steps   fp16's dynamic loss scale and its count of good
+//                              steps (trainer/loss_scaler.h); absent where there is no scaling
 //   /@format, /@checksum_crc32 (io/checkpoint_file.h)
 // Files are <run.dir>/checkpoints/step-<step, 9 digits>.h5.
 #pragma once
@@ -34,6 +36,8 @@ struct CheckpointPosition {
   int64_t world_size = 1;
   int64_t batch_size = 0;  // per rank
   uint64_t seed = 0;
+  double loss_scale = 0;  // fp16's loss scaler; 0: none
+  int64_t loss_scale_good_steps = 0;
 };
 
 std::string checkpoint_path(const std::string& dir, int64_t step);

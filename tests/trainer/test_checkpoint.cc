@@ -77,6 +77,8 @@ TEST_F(CheckpointTest, RoundTripsEveryPartOfTheState) {
   p.world_size = 4;
   p.batch_size = 32;
   p.seed = 99;
+  p.loss_scale = 8192;  // fp16's loss scaler
+  p.loss_scale_good_steps = 17;
   const std::string path = checkpoint_path(dir_.string(), 2);
   save_checkpoint(path, a.spec, a.params, a.buffers, a.optimizer, a.schedule, p, "seed = 99\n");
 
@@ -98,6 +100,8 @@ TEST_F(CheckpointTest, RoundTripsEveryPartOfTheState) {
   EXPECT_EQ(q.world_size, 4);
   EXPECT_EQ(q.batch_size, 32);
   EXPECT_EQ(q.seed, 99u);
+  EXPECT_EQ(q.loss_scale, 8192);
+  EXPECT_EQ(q.loss_scale_good_steps, 17);
   // The same arrays continue identically: one more step on both.
   a.optimizer.step(a.params, grads, 0.1);
   b.optimizer.step(b.params, grads, 0.1);
