@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -136,37 +137,49 @@ void expect_tracks(const TrainingRun& gpu, const TrainingRun& cpu, double step_t
   }
 }
 
-class GpuTraining : public ::testing::TestWithParam<std::string> {};
+class GpuTraining : public ::testing::TestWithParam<std::string> {
+ protected:
+  bool mini() const { return GetParam() == "alexnet-mini"; }
+  const Data& data() {
+    static std::map<std::string, Data> made;
+    auto it = made.find(GetParam());
+    if (it == made.end()) {
+      it =
+          made.emplace(GetParam(), mini() ? make_data(1, 28, 10, 2048) : make_data(3, 67, 10, 2048))
+              .first;
+    }
+    return it->second;
+  }
+  // The CPU run, fp32 on oneDNN, made once per variant for all precisions.
+  const TrainingRun& cpu_run() {
+    static std::map<std::string, TrainingRun> runs;
+    auto it = runs.find(GetParam());
+    if (it == runs.end()) {
+      it = runs.emplace(GetParam(), train("onednn", Precision::kFloat32, GetParam(), data())).first;
+    }
+    return it->second;
+  }
+  TrainingRun gpu_run(Precision precision) { return train("cuda", precision, GetParam(), data()); }
+};
 
 TEST_P(GpuTraining, Fp32LossTracksTheCpuStepByStep) {
   ALEXNET_REQUIRE_CUDA_DEVICE();
-  const bool mini = GetParam() == "alexnet-mini";
-  const Data data = mini ? make_data(1, 28, 10, 2048) : make_data(3, 67, 10, 2048);
-  const TrainingRun cpu = train("onednn", Precision::kFloat32, GetParam(), data);
-  const TrainingRun gpu = train("cuda", Precision::kFloat32, GetParam(), data);
-  expect_tracks(gpu, cpu, 2e-2, 1e-2, mini);
+  expect_tracks(gpu_run(Precision::kFloat32), cpu_run(), 2e-2, 1e-2, mini());
 }
 
 TEST_P(GpuTraining, Bf16LossTracksTheCpuOverWindows) {
   ALEXNET_REQUIRE_CUDA_DEVICE();
-  const bool mini = GetParam() == "alexnet-mini";
-  const Data data = mini ? make_data(1, 28, 10, 2048) : make_data(3, 67, 10, 2048);
-  const TrainingRun cpu = train("onednn", Precision::kFloat32, GetParam(), data);
-  const TrainingRun gpu = train("cuda", Precision::kBFloat16, GetParam(), data);
-  expect_tracks(gpu, cpu, 0.25, 0.1, mini);
+  expect_tracks(gpu_run(Precision::kBFloat16), cpu_run(), 0.25, 0.1, mini());
 }
 
 TEST_P(GpuTraining, Fp16WithLossScalingTracksTheCpu) {
   ALEXNET_REQUIRE_CUDA_DEVICE();
-  const bool mini = GetParam() == "alexnet-mini";
-  const Data data = mini ? make_data(1, 28, 10, 2048) : make_data(3, 67, 10, 2048);
-  const TrainingRun cpu = train("onednn", Precision::kFloat32, GetParam(), data);
-  const TrainingRun gpu = train("cuda", Precision::kFloat16, GetParam(), data);
+  const TrainingRun gpu = gpu_run(Precision::kFloat16);
   // GradScaler's start (2^16) overflows in the first steps and backs off; after that few skips.
   EXPECT_LT(gpu.skipped, 20);
   EXPECT_GT(gpu.final_scale, 1.0);
   // Skipped steps shift the trajectory by a step or two: looser than bf16.
-  expect_tracks(gpu, cpu, 0.3, 0.12, mini);
+  expect_tracks(gpu, cpu_run(), 0.3, 0.12, mini());
 }
 
 // alexnet-paper at 67 px: grouped convs, LRN, overlapping pools, dropout; alexnet-mini: batch norm.
