@@ -15,8 +15,8 @@ BUILD=${BUILD_DIR:-build}
 # What the GPU machine needs, staged apart from the rest of build/bin (the device tool carries
 # 64 MiB at most: the runtime pack takes about 27).
 GPU_BIN=$BUILD/gpu/bin
-GPU_PROGRAMS=(test_gpu_cudnn_ops test_gpu_kernels test_gpu_nccl test_gpu_training alexnet-train
-              alexnet-eval alexnet-data bench-train)
+GPU_PROGRAMS=(test_gpu_cudnn_ops test_gpu_kernels test_gpu_nccl test_gpu_training
+              test_gpu_device_input alexnet-train alexnet-eval alexnet-data bench-train)
 
 if [[ ${1:-} == prepare ]]; then
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DALEXNET_CUDA=ON \
