@@ -69,7 +69,12 @@ def main():
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.precision)
     use_amp = cuda and amp_dtype is not None
-    scaler = torch.cuda.amp.GradScaler(enabled=use_amp and a.precision == "fp16")
+    scaling = use_amp and a.precision == "fp16"
+    # torch.amp.GradScaler("cuda") since torch 2.3; torch.cuda.amp's is deprecated.
+    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        scaler = torch.amp.GradScaler("cuda", enabled=scaling)
+    else:
+        scaler = torch.cuda.amp.GradScaler(enabled=scaling)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def autocast():
