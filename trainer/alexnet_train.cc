@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -647,6 +648,30 @@ int Job::run() {
                                                         m.channels, o_.batch_size, o_.seed);
   }
 #endif
+  // One step, chosen once: the one-device step (the batch into device memory, augmented there or
+  // on the host), or the replicas' step of several GPUs per rank, which takes host batches.
+  std::function<LossResult(const io::Batch&, const DropoutKey&, double)> train_one_step =
+      [&](const io::Batch& batch, const DropoutKey& key, double lr) {
+#ifdef ALEXNET_WITH_CUDA
+        if (augmenter) augmenter->run(batch, static_cast<float*>(input.get()));
+#endif
+        if (batch.images != nullptr) {
+          backend_->copy_to_device(input.get(), batch.images,
+                                   static_cast<size_t>(model_->input_elements()) * sizeof(float));
+        }
+        backend_->copy_to_device(labels.get(), batch.labels, static_cast<size_t>(batch.size) * 4);
+        return step_runner.run(static_cast<const float*>(input.get()),
+                               static_cast<const int32_t*>(labels.get()), key, lr);
+      };
+  const StepTimes* step_times = &step_runner.step_times();
+#ifdef ALEXNET_WITH_CUDA
+  if (multi_gpu) {
+    train_one_step = [&](const io::Batch& batch, const DropoutKey& key, double lr) {
+      return multi_gpu->run(batch.images, batch.labels, key, lr);
+    };
+    step_times = &multi_gpu->step_times();
+  }
+#endif
 
   double sums[3] = {0, 0, 0};         // this rank's loss * samples, top-1 hits, samples
   double times[5] = {0, 0, 0, 0, 0};  // forward, backward, comm wait, optimizer, data wait
@@ -674,26 +699,7 @@ int Job::run() {
     key.step = static_cast<uint64_t>(position_.step);
     key.rank = static_cast<uint32_t>(rank);
     const double lr = schedule_->lr_at(position_.step);
-    LossResult r;
-    const StepTimes* step_times = &step_runner.step_times();
-#ifdef ALEXNET_WITH_CUDA
-    if (multi_gpu) {
-      r = multi_gpu->run(b->images, b->labels, key, lr);
-      step_times = &multi_gpu->step_times();
-    }
-#endif
-    if (step_times == &step_runner.step_times()) {
-#ifdef ALEXNET_WITH_CUDA
-      if (augmenter) augmenter->run(*b, static_cast<float*>(input.get()));
-#endif
-      if (b->images != nullptr) {
-        backend_->copy_to_device(input.get(), b->images,
-                                 static_cast<size_t>(model_->input_elements()) * sizeof(float));
-      }
-      backend_->copy_to_device(labels.get(), b->labels, static_cast<size_t>(b->size) * 4);
-      r = step_runner.run(static_cast<const float*>(input.get()),
-                          static_cast<const int32_t*>(labels.get()), key, lr);
-    }
+    const LossResult r = train_one_step(*b, key, lr);
     ++position_.step;
     ++window_steps;
     checkpoint_current = false;

@@ -131,9 +131,11 @@ int device_count() {
   return count;
 }
 
-int backend_device(Backend& backend) { return cuda_backend(backend).context().device(); }
+CudaContext& backend_context(Backend& backend) { return cuda_backend(backend).context(); }
 
-cudaStream_t backend_stream(Backend& backend) { return cuda_backend(backend).context().stream(); }
+int backend_device(Backend& backend) { return backend_context(backend).device(); }
+
+cudaStream_t backend_stream(Backend& backend) { return backend_context(backend).stream(); }
 
 void make_current(Backend& backend) {
   const int device = backend_device(backend);

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "trainer/backend.h"
+#include "trainer/cuda/cuda_context.h"
 
 namespace alexnet::trainer::cuda {
 
@@ -20,6 +21,9 @@ int device_count();
 // orders its all-reduces after the gradients' kernels); std::invalid_argument for other backends.
 int backend_device(Backend& backend);
 cudaStream_t backend_stream(Backend& backend);
+// The whole context (device, stream, handles, pinned memory), for code beside the ops that
+// works on the backend's stream (the device augmenter).
+CudaContext& backend_context(Backend& backend);
 // Makes the backend's device current for the calling thread: every thread that drives a CUDA
 // backend (one per device with several GPUs per rank) calls it first.
 void make_current(Backend& backend);

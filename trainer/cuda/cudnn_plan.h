@@ -45,14 +45,20 @@ struct TensorDims {
   int stride_n = 1, stride_c = 1, stride_h = 1, stride_w = 1;
 };
 
-// [N, H, W, C] in memory.
-inline TensorDims nhwc_tensor(int64_t n, int64_t c, int64_t h, int64_t w,
-                              const std::string& op = "tensor") {
+// The dimensions of a dense [n, c, h, w] tensor (each checked to fit cuDNN's int), strides unset.
+inline TensorDims tensor_dims(int64_t n, int64_t c, int64_t h, int64_t w, const std::string& op) {
   TensorDims d;
   d.n = to_int(op, "batch", n);
   d.c = to_int(op, "channels", c);
   d.h = to_int(op, "height", h);
   d.w = to_int(op, "width", w);
+  return d;
+}
+
+// [N, H, W, C] in memory.
+inline TensorDims nhwc_tensor(int64_t n, int64_t c, int64_t h, int64_t w,
+                              const std::string& op = "tensor") {
+  TensorDims d = tensor_dims(n, c, h, w, op);
   d.stride_c = 1;
   d.stride_w = d.c;
   d.stride_h = to_int(op, "row stride", w * c);
@@ -63,11 +69,7 @@ inline TensorDims nhwc_tensor(int64_t n, int64_t c, int64_t h, int64_t w,
 // [N, C, H, W] in memory.
 inline TensorDims nchw_tensor(int64_t n, int64_t c, int64_t h, int64_t w,
                               const std::string& op = "tensor") {
-  TensorDims d;
-  d.n = to_int(op, "batch", n);
-  d.c = to_int(op, "channels", c);
-  d.h = to_int(op, "height", h);
-  d.w = to_int(op, "width", w);
+  TensorDims d = tensor_dims(n, c, h, w, op);
   d.stride_w = 1;
   d.stride_h = d.w;
   d.stride_c = to_int(op, "plane stride", h * w);

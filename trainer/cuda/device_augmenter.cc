@@ -10,15 +10,6 @@
 #include "trainer/cuda/cuda_check.h"
 
 namespace alexnet::trainer::cuda {
-namespace {
-
-PinnedBuffer pinned(size_t bytes, const std::string& what) {
-  void* p = nullptr;
-  ALEXNET_CUDA_CHECK(cudaMallocHost(&p, bytes), "allocating pinned memory for " + what);
-  return PinnedBuffer(p);
-}
-
-}  // namespace
 
 DeviceAugmenter::DeviceAugmenter(Backend& backend, const io::AugmentConfig& config, int64_t height,
                                  int64_t width, int64_t channels, int64_t max_batch, uint64_t seed)
@@ -35,8 +26,9 @@ DeviceAugmenter::DeviceAugmenter(Backend& backend, const io::AugmentConfig& conf
   geometry_.pad = config.pad;
   sample_bytes_ = static_cast<size_t>(height * width * channels);
   const auto batch = static_cast<size_t>(max_batch);
-  raw_staging_ = pinned(batch * sample_bytes_, "a raw input batch");
-  images_staging_ = pinned(batch * sizeof(AugmentImage), "the batch's augmentation draws");
+  CudaContext& context = backend_context(backend);
+  raw_staging_ = context.pinned(batch * sample_bytes_);
+  images_staging_ = context.pinned(batch * sizeof(AugmentImage));
   raw_ = backend.allocate(batch * sample_bytes_);
   images_ = backend.allocate(batch * sizeof(AugmentImage));
   make_current(backend);
@@ -75,7 +67,7 @@ void DeviceAugmenter::run(const io::Batch& b, float* out) {
   // The loader's batch is reused after next(): through pinned memory, the copy is a true async
   // DMA and the host buffer is free again at once.
   std::memcpy(raw_staging_.get(), b.raw, raw_bytes);
-  cudaStream_t stream = backend_stream(backend_);
+  cudaStream_t stream = backend_context(backend_).stream();
   ALEXNET_CUDA_CHECK(
       cudaMemcpyAsync(raw_.get(), raw_staging_.get(), raw_bytes, cudaMemcpyHostToDevice, stream),
       "copying a raw input batch to the device");
