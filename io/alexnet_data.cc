@@ -1,18 +1,22 @@
 // alexnet-data: make datasets from image collections (import-idx, import-cifar, import-folder)
-// and check them (inspect). Exit status 2 with a one-line message for any bad input or option.
+// and check them (inspect). Exit status 0 on success, 2 with a one-line message naming the file or
+// option for any bad input or option, 1 for an internal failure (io/cli.h).
 #include <boost/program_options.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "io/cifar_import.h"
+#include "io/cli.h"
 #include "io/error.h"
 #include "io/folder_import.h"
 #include "io/idx_import.h"
 #include "io/inspect.h"
+#include "io/limits.h"
 #include "io/synthetic_import.h"
 
 namespace po = boost::program_options;
@@ -39,18 +43,38 @@ std::vector<std::string> class_names_from(const std::string& spec) {
   }
   if (spec == "mnist") return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
   std::vector<std::string> names;
-  if (spec[0] == '@') {
-    std::ifstream in(spec.substr(1));
-    if (!in) throw DataError("'" + spec.substr(1) + "': cannot read class names");
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) names.push_back(line);
+  // Names go into an HDF5 attribute and every report: bounded in number and length.
+  auto add = [&](std::string name, const std::string& where) {
+    if (names.size() >= static_cast<size_t>(limits::kMaxClasses)) {
+      throw DataError(where + ": more than " + std::to_string(limits::kMaxClasses) +
+                      " class names");
     }
+    if (name.size() > static_cast<size_t>(limits::kMaxNameBytes)) {
+      throw DataError(where + ": class name " + std::to_string(names.size()) + " is longer than " +
+                      std::to_string(limits::kMaxNameBytes) + " bytes");
+    }
+    names.push_back(std::move(name));
+  };
+  if (spec[0] == '@') {
+    const std::string path = spec.substr(1), where = "'" + path + "'";
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      throw DataError(where + ": is a folder, not a file of class names");
+    }
+    std::ifstream in(path);
+    if (!in) throw DataError(where + ": cannot read class names");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) add(std::move(line), where);
+    }
+    if (in.bad()) throw DataError(where + ": read error");
+    if (names.empty()) throw DataError(where + ": no class names in the file");
     return names;
   }
   size_t start = 0;
   for (;;) {
     size_t comma = spec.find(',', start);
-    names.push_back(spec.substr(start, comma - start));
+    add(spec.substr(start, comma - start), "--class-names");
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -96,8 +120,16 @@ bool parse(int argc, char** argv, const po::options_description& desc, po::varia
   return true;
 }
 
+// Ranges of the shared options, checked before any file is read.
 void finish_options(ImportOptions& o, const po::variables_map& vm, const std::string& compression) {
   o.compression = parse_compression(compression);
+  if (o.shard_size < 0) throw OptionError("--shard-size must not be negative");
+  if (o.gzip_level < 0 || o.gzip_level > 9) {
+    throw OptionError("--gzip-level must be 0-9, got " + std::to_string(o.gzip_level));
+  }
+  if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0)) {
+    throw OptionError("--val-fraction must be in [0, 1), got " + std::to_string(o.val_fraction));
+  }
   o.shuffle = !vm["no-shuffle"].as<bool>();
   o.progress = !vm["quiet"].as<bool>();
 }
@@ -139,6 +171,10 @@ int run(int argc, char** argv) {
     // clang-format on
     if (!parse(argc, argv, desc, vm, "import-idx")) return 0;
     finish_options(o, vm, compression);
+    if (num_classes < 0 || num_classes > limits::kMaxClasses) {
+      throw OptionError("--num-classes must be in [0, " + std::to_string(limits::kMaxClasses) +
+                        "], got " + std::to_string(num_classes));
+    }
     report(import_idx(images, labels, num_classes, class_names_from(class_names), o));
   } else if (command == "import-cifar") {
     std::vector<std::string> batches;
@@ -152,7 +188,7 @@ int run(int argc, char** argv) {
     if (!parse(argc, argv, desc, vm, "import-cifar")) return 0;
     finish_options(o, vm, compression);
     if (labels != "fine" && labels != "coarse") {
-      throw DataError("--labels must be fine or coarse, got '" + labels + "'");
+      throw OptionError("--labels must be fine or coarse, got '" + labels + "'");
     }
     report(import_cifar(batches, labels == "fine" ? CifarLabels::kFine : CifarLabels::kCoarse,
                         class_names_from(class_names), o));
@@ -170,8 +206,14 @@ int run(int argc, char** argv) {
     // clang-format on
     if (!parse(argc, argv, desc, vm, "import-folder")) return 0;
     finish_options(o, vm, compression);
-    if (!class_names.empty()) throw DataError("import-folder takes class names from the folders");
-    if (f.size < 1) throw DataError("--size must be positive");
+    if (!class_names.empty()) {
+      throw OptionError("--class-names: import-folder takes class names from the folders");
+    }
+    if (f.size < 1 || f.size > limits::kMaxImageSide) {
+      throw OptionError("--size must be in [1, " + std::to_string(limits::kMaxImageSide) +
+                        "], got " + std::to_string(f.size));
+    }
+    if (f.threads < 0) throw OptionError("--threads must not be negative");
     report(import_folder(root, f, o));
   } else if (command == "synthetic") {
     SyntheticOptions s;
@@ -185,7 +227,18 @@ int run(int argc, char** argv) {
     // clang-format on
     if (!parse(argc, argv, desc, vm, "synthetic")) return 0;
     finish_options(o, vm, compression);
-    if (!class_names.empty()) throw DataError("synthetic datasets have no class names");
+    if (!class_names.empty()) throw OptionError("--class-names: synthetic datasets have none");
+    if (s.count < 1 || s.count > limits::kMaxShardSamples) {
+      throw OptionError("--count must be in [1, " + std::to_string(limits::kMaxShardSamples) + "]");
+    }
+    if (s.size < 1 || s.size > limits::kMaxImageSide) {
+      throw OptionError("--size must be in [1, " + std::to_string(limits::kMaxImageSide) + "]");
+    }
+    if (!limits::valid_channels(s.channels)) throw OptionError("--channels must be 1 or 3");
+    if (s.num_classes < 1 || s.num_classes > limits::kMaxClasses) {
+      throw OptionError("--num-classes must be in [1, " + std::to_string(limits::kMaxClasses) +
+                        "]");
+    }
     report(import_synthetic(s, o));
   } else if (command == "inspect") {
     std::vector<std::string> files;
@@ -200,8 +253,7 @@ int run(int argc, char** argv) {
     if (!parse(argc, argv, desc, vm, "inspect FILE...", &positional)) return 0;
     inspect_dataset(files, std::cout);
   } else {
-    std::cerr << "alexnet-data: unknown command '" << command << "' (see alexnet-data --help)\n";
-    return 2;
+    throw OptionError("unknown command '" + command + "' (see alexnet-data --help)");
   }
   return 0;
 }
@@ -209,14 +261,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const DataError& e) {
-    std::cerr << "alexnet-data: error: " << e.what() << "\n";
-  } catch (const po::error& e) {
-    std::cerr << "alexnet-data: bad option: " << e.what() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "alexnet-data: error: " << e.what() << "\n";
-  }
-  return 2;
+  return run_cli("alexnet-data", [&] { return run(argc, argv); });
 }

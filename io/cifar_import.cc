@@ -1,10 +1,13 @@
 // CIFAR binary reader and importer: [label(s), 1024 R, 1024 G, 1024 B] records, CHW -> HWC.
 #include "io/cifar_import.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace alexnet::io {
 namespace {
@@ -33,8 +36,11 @@ ImportResult import_cifar(const std::vector<std::string>& batch_files, CifarLabe
   std::vector<int32_t> labels;
   for (const auto& path : batch_files) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec))
-      throw DataError("'" + path + "': no such file");
+    const auto status = std::filesystem::status(path, ec);
+    if (std::filesystem::is_directory(status)) {
+      throw DataError("'" + path + "': is a folder, not a CIFAR batch file");
+    }
+    if (!std::filesystem::is_regular_file(status)) throw DataError("'" + path + "': no such file");
     auto size = static_cast<int64_t>(std::filesystem::file_size(path));
     int64_t record_labels = size > 0 && size % (kPixels + 1) == 0   ? 1
                             : size > 0 && size % (kPixels + 2) == 0 ? 2
@@ -49,10 +55,16 @@ ImportResult import_cifar(const std::vector<std::string>& batch_files, CifarLabe
     }
     label_bytes = record_labels;
     const int64_t record = kPixels + label_bytes, n = size / record;
-    std::vector<uint8_t> raw(static_cast<size_t>(size));
+    if (n > limits::kMaxShardSamples - static_cast<int64_t>(labels.size())) {
+      throw DataError("'" + path + "': more than " + std::to_string(limits::kMaxShardSamples) +
+                      " records in all");
+    }
+    // Opened before the allocation, so that an unreadable file costs nothing.
     std::ifstream in(path, std::ios::binary);
+    if (!in) throw DataError("'" + path + "': cannot be opened: " + std::strerror(errno));
+    std::vector<uint8_t> raw(static_cast<size_t>(size));
     if (!in.read(reinterpret_cast<char*>(raw.data()), size)) {
-      throw DataError("'" + path + "': read failed");
+      throw DataError("'" + path + "': read failed (the file shrank while being read?)");
     }
     const int64_t limit = label_bytes == 1 ? 10 : (which == CifarLabels::kFine ? 100 : 20);
     size_t base = images.size();

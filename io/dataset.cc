@@ -11,6 +11,7 @@
 #include "io/dataset_format.h"
 #include "io/error.h"
 #include "io/hdf5_util.h"
+#include "io/limits.h"
 
 namespace alexnet::io {
 
@@ -21,8 +22,7 @@ struct Dataset::Files {
 
 namespace {
 
-// More classes than this is a corrupt label or attribute, not a dataset (ImageNet-21k: 21,841).
-constexpr int64_t kMaxClasses = int64_t{1} << 24;
+using limits::kMaxClasses;
 
 // An existing file is taken as named even when its name has glob characters ("run[1].h5").
 bool is_glob(const std::string& s) {
@@ -47,11 +47,35 @@ struct ShardHeader {
   std::string source;
 };
 
+// A dataset claiming `bytes` of data must have them in the file: stored in full when unfiltered,
+// at least 1/kMaxCompressionRatio of them when compressed, and never more than the file's size.
+// Checked before anything of that size is allocated or read.
+void check_storage(hid_t dataset, const char* name, long double bytes, hsize_t file_size,
+                   const std::string& what) {
+  const std::string context = "reading the storage size of '" + std::string(name) + "' in " + what;
+  const auto stored = static_cast<long double>(h5::storage_size(dataset, context));
+  const bool filtered = h5::has_filters(dataset, context);
+  if (stored > static_cast<long double>(file_size)) {
+    throw DataError(what + ": dataset '" + name + "' claims " +
+                    std::to_string(static_cast<long long>(stored)) +
+                    " stored bytes, more than the file's " + std::to_string(file_size) +
+                    " (truncated or corrupt)");
+  }
+  if (bytes > stored * (filtered ? limits::kMaxCompressionRatio : 1)) {
+    throw DataError(what + ": dataset '" + name + "' claims " +
+                    std::to_string(static_cast<long long>(bytes)) + " bytes of data but the file " +
+                    "stores only " + std::to_string(static_cast<long long>(stored)) +
+                    (filtered ? " compressed" : "") + " (truncated, corrupt or never written)");
+  }
+}
+
 ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
                         std::vector<int32_t>& labels_out) {
   ShardHeader h;
   h.info.path = path;
   const std::string what = "'" + path + "'";
+  hsize_t file_size = 0;
+  ALEXNET_H5_CHECK(H5Fget_filesize(file, &file_size), "reading the size of " + what);
 
   // images: uint8 [N, H, W, C]
   h5::Handle image_type(
@@ -69,11 +93,42 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
   if (dims[1] == 0 || dims[2] == 0 || dims[3] == 0) {
     throw DataError(what + ": dataset 'images' has an empty image shape " + join(dims));
   }
+  if (dims[0] == 0) throw DataError(what + ": dataset 'images' holds no samples");
+  if (dims[1] > limits::kMaxImageSide || dims[2] > limits::kMaxImageSide) {
+    throw DataError(what + ": dataset 'images' has images of " + std::to_string(dims[1]) + "x" +
+                    std::to_string(dims[2]) + ", larger than the limit of " +
+                    std::to_string(limits::kMaxImageSide) + " per side");
+  }
+  if (!limits::valid_channels(static_cast<int64_t>(dims[3]))) {
+    throw DataError(what + ": dataset 'images' has " + std::to_string(dims[3]) +
+                    " channels, expected 1 or 3 (shape " + join(dims) + ")");
+  }
+  if (dims[0] > static_cast<hsize_t>(limits::kMaxShardSamples)) {
+    throw DataError(what + ": dataset 'images' claims " + std::to_string(dims[0]) +
+                    " samples, more than the limit of " + std::to_string(limits::kMaxShardSamples) +
+                    " per file");
+  }
   h.info.num_samples = static_cast<int64_t>(dims[0]);
   h.height = static_cast<int64_t>(dims[1]);
   h.width = static_cast<int64_t>(dims[2]);
   h.channels = static_cast<int64_t>(dims[3]);
-  h.info.chunk_rows = static_cast<int64_t>(h5::chunk_rows(images, "reading the layout of " + what));
+  auto chunk = h5::chunk_shape(images, "reading the layout of " + what);
+  if (!chunk.empty()) {
+    long double chunk_bytes = 1;
+    for (hsize_t d : chunk) chunk_bytes *= static_cast<long double>(d);
+    if (chunk.size() != 4 || chunk_bytes > limits::kMaxChunkBytes) {
+      throw DataError(what + ": dataset 'images' has chunks of " + join(chunk) +
+                      ", more than the limit of " + std::to_string(limits::kMaxChunkBytes) +
+                      " bytes");
+    }
+    // A chunk may be longer than an extensible dataset; a block never is.
+    h.info.chunk_rows = std::min(static_cast<int64_t>(chunk[0]), h.info.num_samples);
+  }
+  const int64_t sample_bytes = h.height * h.width * h.channels;
+  check_storage(
+      images, format::kImages,
+      static_cast<long double>(h.info.num_samples) * static_cast<long double>(sample_bytes),
+      file_size, what);
   h.info.filters = h5::filter_names(images, "reading the filters of " + what);
 
   // labels: integer [N]
@@ -89,22 +144,34 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
     throw DataError(what + ": dataset 'labels' must have shape [" + std::to_string(dims[0]) +
                     "] to match images, found " + join(label_dims));
   }
+  check_storage(
+      labels.get(), format::kLabels,
+      static_cast<long double>(dims[0]) * static_cast<long double>(H5Tget_size(label_type.get())),
+      file_size, what);
   // Read as int64 so that no stored value is clamped before the range check (HDF5 saturates
-  // on narrowing conversions), then narrow.
-  std::vector<int64_t> wide(dims[0]);
-  if (dims[0] > 0) {
+  // on narrowing conversions), then narrow; in pieces, so that the int64 copy stays small.
+  const std::string label_context = "reading labels of " + what;
+  h5::Handle label_space(ALEXNET_H5_CHECK(H5Dget_space(labels.get()), label_context));
+  constexpr hsize_t kPiece = hsize_t{1} << 20;
+  std::vector<int64_t> wide(static_cast<size_t>(std::min(kPiece, dims[0])));
+  labels_out.reserve(labels_out.size() + dims[0]);
+  for (hsize_t start = 0; start < dims[0]; start += kPiece) {
+    hsize_t count = std::min(kPiece, dims[0] - start);
     ALEXNET_H5_CHECK(
-        H5Dread(labels.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide.data()),
-        "reading labels of " + what);
-  }
-  labels_out.reserve(labels_out.size() + wide.size());
-  for (size_t i = 0; i < wide.size(); ++i) {
-    if (wide[i] < 0 || wide[i] >= kMaxClasses) {
-      throw DataError(what + ": label " + std::to_string(wide[i]) + " at index " +
-                      std::to_string(i) + " is out of range [0, " + std::to_string(kMaxClasses) +
-                      ")");
+        H5Sselect_hyperslab(label_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+        label_context);
+    h5::Handle mem_space(ALEXNET_H5_CHECK(H5Screate_simple(1, &count, nullptr), label_context));
+    ALEXNET_H5_CHECK(H5Dread(labels.get(), H5T_NATIVE_INT64, mem_space.get(), label_space.get(),
+                             H5P_DEFAULT, wide.data()),
+                     label_context);
+    for (size_t k = 0; k < count; ++k) {
+      if (wide[k] < 0 || wide[k] >= kMaxClasses) {
+        throw DataError(what + ": label " + std::to_string(wide[k]) + " at index " +
+                        std::to_string(start + k) + " is out of range [0, " +
+                        std::to_string(kMaxClasses) + ")");
+      }
+      labels_out.push_back(static_cast<int32_t>(wide[k]));
     }
-    labels_out.push_back(static_cast<int32_t>(wide[i]));
   }
 
   // Attributes on the root group, all optional.
@@ -118,13 +185,14 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
     }
   }
   if (h5::has_attribute(root.get(), format::kClassNames)) {
-    h.class_names = h5::read_string_array_attribute(root.get(), format::kClassNames, what);
+    h.class_names = h5::read_string_array_attribute(root.get(), format::kClassNames, what,
+                                                    kMaxClasses, limits::kMaxNameBytes);
   }
   if (h5::has_attribute(root.get(), format::kMean)) {
-    h.mean = h5::read_float_array_attribute(root.get(), format::kMean, what);
+    h.mean = h5::read_float_array_attribute(root.get(), format::kMean, what, 64);
   }
   if (h5::has_attribute(root.get(), format::kStd)) {
-    h.std = h5::read_float_array_attribute(root.get(), format::kStd, what);
+    h.std = h5::read_float_array_attribute(root.get(), format::kStd, what, 64);
   }
   if (h5::has_attribute(root.get(), format::kSource)) {
     h.source = h5::read_string_attribute(root.get(), format::kSource, what);
@@ -138,7 +206,12 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
   check_per_channel(h.mean, format::kMean);
   check_per_channel(h.std, format::kStd);
   for (double s : h.std) {
-    if (!(s > 0)) throw DataError(what + ": attribute 'std' must be positive in every channel");
+    if (!(s > 0) || !std::isfinite(s)) {
+      throw DataError(what + ": attribute 'std' must be positive and finite in every channel");
+    }
+  }
+  for (double v : h.mean) {
+    if (!std::isfinite(v)) throw DataError(what + ": attribute 'mean' must be finite");
   }
   if (h.has_num_classes && !h.class_names.empty() &&
       static_cast<int64_t>(h.class_names.size()) != h.num_classes) {

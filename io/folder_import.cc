@@ -17,6 +17,7 @@
 #include "io/error.h"
 #include "io/image_decode.h"
 #include "io/image_resize.h"
+#include "io/limits.h"
 #include "io/progress.h"
 #include "io/shard_writer.h"
 
@@ -24,6 +25,8 @@ namespace alexnet::io {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr int64_t kMaxThreads = 256;
 
 struct ImageList {
   std::vector<std::string> class_names;
@@ -198,10 +201,16 @@ class DecodePipeline {
 
 ImportResult import_folder(const std::string& root, const FolderImportOptions& folder,
                            const ImportOptions& options) {
-  if (folder.size <= 0) {
-    throw DataError("image size must be positive, got " + std::to_string(folder.size));
+  if (folder.size <= 0 || folder.size > limits::kMaxImageSide) {
+    throw DataError("image size must be in [1, " + std::to_string(limits::kMaxImageSide) +
+                    "], got " + std::to_string(folder.size));
   }
   ImageList list = scan_tree(root);
+  if (static_cast<int64_t>(list.class_names.size()) > limits::kMaxClasses) {
+    throw DataError("'" + root + "': " + std::to_string(list.class_names.size()) +
+                    " class folders, more than the limit of " +
+                    std::to_string(limits::kMaxClasses));
+  }
   const auto n = static_cast<int64_t>(list.paths.size());
   const auto num_classes = static_cast<int64_t>(list.class_names.size());
   ImportOrder order = import_order(n, options);
@@ -225,7 +234,8 @@ ImportResult import_folder(const std::string& root, const FolderImportOptions& f
 
   int threads =
       folder.threads > 0 ? folder.threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = static_cast<int>(std::clamp<int64_t>(threads, 1, n));
+  // Each thread has 4 slots of size x size x 3 bytes: more threads than cores buy nothing.
+  threads = static_cast<int>(std::clamp<int64_t>(threads, 1, std::min<int64_t>(n, kMaxThreads)));
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   Progress progress("importing " + root, n, "img", options.progress);
   DecodePipeline pipeline(list.paths, sequence, threads, size);

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace alexnet::io::h5 {
 namespace {
@@ -45,7 +46,7 @@ Handle vlen_string_type() {
 
 // Reads a string attribute of `count` elements, fixed or variable length, into std::strings.
 std::vector<std::string> read_strings(hid_t attr, hid_t space, size_t count,
-                                      const std::string& what) {
+                                      const std::string& what, size_t max_bytes) {
   Handle file_type(ALEXNET_H5_CHECK(H5Aget_type(attr), what));
   if (H5Tget_class(file_type.get()) != H5T_STRING) {
     throw DataError(what + ": expected a string attribute, found " + type_name(file_type.get()));
@@ -58,8 +59,18 @@ std::vector<std::string> read_strings(hid_t attr, hid_t space, size_t count,
     ALEXNET_H5_CHECK(H5Aread(attr, mem_type.get(), raw.data()), what);
     for (char* s : raw) out.emplace_back(s != nullptr ? s : "");
     reclaim_vlen(mem_type.get(), space, raw.data());
+    for (const auto& s : out) {
+      if (s.size() > max_bytes) {
+        throw DataError(what + ": a string of " + std::to_string(s.size()) +
+                        " bytes, more than the limit of " + std::to_string(max_bytes));
+      }
+    }
   } else {
     size_t size = H5Tget_size(file_type.get());
+    if (size == 0 || size > max_bytes) {
+      throw DataError(what + ": strings of " + std::to_string(size) +
+                      " bytes, outside the limit of 1 to " + std::to_string(max_bytes));
+    }
     Handle mem_type(ALEXNET_H5_CHECK(H5Tcopy(H5T_C_S1), what));
     ALEXNET_H5_CHECK(H5Tset_size(mem_type.get(), size), what);
     std::vector<char> raw(count * size);
@@ -185,6 +196,32 @@ hsize_t chunk_rows(hid_t dataset, const std::string& what) {
   return chunk.empty() ? 0 : chunk[0];
 }
 
+std::vector<hsize_t> chunk_shape(hid_t dataset, const std::string& what) {
+  Handle plist(ALEXNET_H5_CHECK(H5Dget_create_plist(dataset), what));
+  if (H5Pget_layout(plist.get()) != H5D_CHUNKED) return {};
+  int rank = ALEXNET_H5_CHECK(H5Pget_chunk(plist.get(), 0, nullptr), what);
+  std::vector<hsize_t> chunk(static_cast<size_t>(rank));
+  ALEXNET_H5_CHECK(H5Pget_chunk(plist.get(), rank, chunk.data()), what);
+  return chunk;
+}
+
+hsize_t storage_size(hid_t dataset, const std::string& what) {
+  // H5Dget_storage_size returns 0 both for "nothing stored" and for a failure; a failure leaves
+  // an error on HDF5's stack.
+  H5Eclear2(H5E_DEFAULT);
+  hsize_t size = H5Dget_storage_size(dataset);
+  if (size == 0 && H5Eget_num(H5E_DEFAULT) > 0) {
+    throw DataError("HDF5 call H5Dget_storage_size failed while " + what + ": " +
+                    hdf5_error_text());
+  }
+  return size;
+}
+
+bool has_filters(hid_t dataset, const std::string& what) {
+  Handle plist(ALEXNET_H5_CHECK(H5Dget_create_plist(dataset), what));
+  return ALEXNET_H5_CHECK(H5Pget_nfilters(plist.get()), what) > 0;
+}
+
 std::vector<std::string> filter_names(hid_t dataset, const std::string& what) {
   Handle plist(ALEXNET_H5_CHECK(H5Dget_create_plist(dataset), what));
   int n = ALEXNET_H5_CHECK(H5Pget_nfilters(plist.get()), what);
@@ -259,7 +296,7 @@ int64_t read_int_attribute(hid_t obj, const std::string& name, const std::string
 }
 
 std::vector<double> read_float_array_attribute(hid_t obj, const std::string& name,
-                                               const std::string& what) {
+                                               const std::string& what, size_t max_count) {
   std::string context = "reading attribute '" + name + "' of " + what;
   Handle attr(ALEXNET_H5_CHECK(H5Aopen(obj, name.c_str(), H5P_DEFAULT), context));
   Handle type(ALEXNET_H5_CHECK(H5Aget_type(attr.get()), context));
@@ -269,7 +306,12 @@ std::vector<double> read_float_array_attribute(hid_t obj, const std::string& nam
     throw DataError(what + ": attribute '" + name + "' must be numeric, found " +
                     type_name(type.get()));
   }
-  std::vector<double> values(element_count(space.get(), context));
+  const size_t count = element_count(space.get(), context);
+  if (count > max_count) {
+    throw DataError(what + ": attribute '" + name + "' has " + std::to_string(count) +
+                    " values, more than the " + std::to_string(max_count) + " expected");
+  }
+  std::vector<double> values(count);
   if (!values.empty())
     ALEXNET_H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()), context);
   return values;
@@ -284,16 +326,24 @@ std::string read_string_attribute(hid_t obj, const std::string& name, const std:
     throw DataError(what + ": attribute '" + name + "' must be one string, found " +
                     std::to_string(count));
   }
-  return read_strings(attr.get(), space.get(), 1, what + " attribute '" + name + "'").front();
+  return read_strings(attr.get(), space.get(), 1, what + " attribute '" + name + "'",
+                      limits::kMaxStringAttributeBytes)
+      .front();
 }
 
 std::vector<std::string> read_string_array_attribute(hid_t obj, const std::string& name,
-                                                     const std::string& what) {
+                                                     const std::string& what, size_t max_count,
+                                                     size_t max_bytes) {
   std::string context = "reading attribute '" + name + "' of " + what;
   Handle attr(ALEXNET_H5_CHECK(H5Aopen(obj, name.c_str(), H5P_DEFAULT), context));
   Handle space(ALEXNET_H5_CHECK(H5Aget_space(attr.get()), context));
-  return read_strings(attr.get(), space.get(), element_count(space.get(), context),
-                      what + " attribute '" + name + "'");
+  const size_t count = element_count(space.get(), context);
+  if (count > max_count) {
+    throw DataError(what + ": attribute '" + name + "' has " + std::to_string(count) +
+                    " strings, more than the limit of " + std::to_string(max_count));
+  }
+  return read_strings(attr.get(), space.get(), count, what + " attribute '" + name + "'",
+                      max_bytes);
 }
 
 void write_int_attribute(hid_t obj, const std::string& name, int64_t value) {

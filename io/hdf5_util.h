@@ -3,6 +3,7 @@
 
 #include <hdf5.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -62,6 +63,11 @@ Handle open_dataset(hid_t file, const std::string& name, const std::string& path
 std::vector<hsize_t> dataset_shape(hid_t dataset, const std::string& what);
 // Rows per chunk along axis 0, or 0 for a contiguous or compact dataset.
 hsize_t chunk_rows(hid_t dataset, const std::string& what);
+// The full chunk shape, empty for a contiguous or compact dataset.
+std::vector<hsize_t> chunk_shape(hid_t dataset, const std::string& what);
+// Bytes the file stores for a dataset (compressed chunks at their compressed size).
+hsize_t storage_size(hid_t dataset, const std::string& what);
+bool has_filters(hid_t dataset, const std::string& what);
 // Names of the filters on a dataset ("gzip(4)", "shuffle", ...), empty when unfiltered.
 std::vector<std::string> filter_names(hid_t dataset, const std::string& what);
 // "uint8", "int32", "float32", ... for reports and error messages.
@@ -70,11 +76,15 @@ std::string type_name(hid_t type);
 // Attributes on any object. Readers convert from any stored numeric or string type.
 bool has_attribute(hid_t obj, const std::string& name);
 int64_t read_int_attribute(hid_t obj, const std::string& name, const std::string& what);
+// A count above max_count, or a string longer than max_bytes, is a DataError (before allocating).
 std::vector<double> read_float_array_attribute(hid_t obj, const std::string& name,
-                                               const std::string& what);
+                                               const std::string& what,
+                                               size_t max_count = SIZE_MAX);
 std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& what);
 std::vector<std::string> read_string_array_attribute(hid_t obj, const std::string& name,
-                                                     const std::string& what);
+                                                     const std::string& what,
+                                                     size_t max_count = SIZE_MAX,
+                                                     size_t max_bytes = SIZE_MAX);
 void write_int_attribute(hid_t obj, const std::string& name, int64_t value);
 void write_float_array_attribute(hid_t obj, const std::string& name,
                                  const std::vector<double>& values);

@@ -4,10 +4,13 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace alexnet::io {
 namespace {
@@ -16,10 +19,24 @@ namespace {
 class GzFile {
  public:
   explicit GzFile(const std::string& path) : path_(path) {
-    if (!std::filesystem::exists(path)) throw DataError("'" + path + "': no such file");
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (status.type() == std::filesystem::file_type::not_found) {
+      throw DataError("'" + path + "': no such file");
+    }
+    if (std::filesystem::is_directory(status)) {
+      throw DataError("'" + path + "': is a folder, not an IDX file");
+    }
+    errno = 0;
     file_ = gzopen(path.c_str(), "rb");
-    if (file_ == nullptr) throw DataError("'" + path + "': cannot be opened");
+    if (file_ == nullptr) {
+      throw DataError("'" + path + "': cannot be opened" +
+                      (errno != 0 ? ": " + std::string(std::strerror(errno)) : std::string()));
+    }
     gzbuffer(file_, 1 << 20);
+    size_ = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    if (ec) size_ = -1;  // not a regular file (a pipe): no bound from the size
+    if (size_ == 0) throw DataError("'" + path + "': empty file, not an IDX file");
   }
   ~GzFile() {
     if (file_ != nullptr) gzclose(file_);
@@ -41,8 +58,13 @@ class GzFile {
                         (msg ? msg : "?") + ")");
       }
       if (got == 0) {
-        throw DataError("'" + path_ + "': truncated: " + what + " needs " + std::to_string(n) +
-                        " bytes, found " + std::to_string(done));
+        // zlib reports a gzip stream cut short only as an end of input with Z_BUF_ERROR.
+        int errnum = 0;
+        gzerror(file_, &errnum);
+        throw DataError("'" + path_ + "': truncated" +
+                        (errnum == Z_BUF_ERROR ? std::string(" gzip stream") : std::string()) +
+                        ": " + what + " needs " + std::to_string(n) + " bytes, found " +
+                        std::to_string(done));
       }
       done += static_cast<size_t>(got);
     }
@@ -52,9 +74,43 @@ class GzFile {
     return gzread(file_, &byte, 1) == 0;
   }
 
+  // Throws before `payload` bytes (after a header of `header` bytes) are allocated when the file
+  // cannot hold them: a plain file must be exactly that long, a gzip file at least 1/1032 of it
+  // (deflate's largest expansion).
+  void check_payload(int64_t header, long double payload, const std::string& what) {
+    if (size_ < 0) return;
+    const auto stored = static_cast<long double>(size_);
+    if (gzdirect(file_) == 1) {
+      if (header + payload > stored) {
+        throw DataError("'" + path_ + "': truncated: header claims " + what + " (" +
+                        std::to_string(static_cast<long long>(payload)) + " bytes), file has " +
+                        std::to_string(size_ - header) + " after the header");
+      }
+    } else if (payload > stored * limits::kMaxCompressionRatio) {
+      throw DataError("'" + path_ + "': truncated: header claims " + what + " (" +
+                      std::to_string(static_cast<long long>(payload)) +
+                      " bytes), more than a gzip file of " + std::to_string(size_) +
+                      " bytes can hold");
+    }
+  }
+
+  // Reads `total` bytes, growing the buffer as data arrives, so that even a size within the
+  // bounds above is only allocated as far as the data really goes.
+  std::vector<uint8_t> read_payload(size_t total, const std::string& what) {
+    std::vector<uint8_t> out;
+    constexpr size_t kPiece = size_t{64} << 20;
+    while (out.size() < total) {
+      size_t done = out.size(), piece = std::min(kPiece, total - done);
+      out.resize(done + piece);
+      read(out.data() + done, piece, what);
+    }
+    return out;
+  }
+
  private:
   std::string path_;
   gzFile file_ = nullptr;
+  int64_t size_ = -1;
 };
 
 // Header: 0, 0, type (0x08: unsigned byte), number of dimensions; then big-endian uint32 sizes.
@@ -74,41 +130,47 @@ std::vector<int64_t> read_header(GzFile& f, const std::string& path, int expecte
     f.read(b, 4, "the IDX dimensions");
     dims.push_back((int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | b[3]);
   }
+  if (dims[0] > limits::kMaxShardSamples) {
+    throw DataError("'" + path + "': header claims " + std::to_string(dims[0]) +
+                    " items, more than the limit of " + std::to_string(limits::kMaxShardSamples));
+  }
   return dims;
 }
 
-}  // namespace
-
-IdxImages read_idx_images(const std::string& path) {
+// expected_count >= 0: the number of labels, checked against the header before any pixel is read.
+IdxImages read_images(const std::string& path, int64_t expected_count,
+                      const std::string& labels_path) {
   GzFile f(path);
   auto dims = read_header(f, path, 3);
   IdxImages images{dims[0], dims[1], dims[2], {}};
   if (images.height == 0 || images.width == 0) throw DataError("'" + path + "': empty images");
-  // Grow the buffer as data arrives instead of trusting the header's size: a corrupt header
-  // ends as "truncated", not as an allocation of many gigabytes. (Each dimension is < 2^32, so
-  // the product fits in 96 bits; checked in long double.)
-  long double claimed = static_cast<long double>(dims[0]) * dims[1] * dims[2];
-  if (claimed > static_cast<long double>(int64_t{1} << 40)) {
-    throw DataError("'" + path + "': header claims " + std::to_string(dims[0]) + " images of " +
-                    std::to_string(dims[1]) + "x" + std::to_string(dims[2]) +
-                    ", more than 1 TiB: not a valid IDX file");
+  if (images.height > limits::kMaxImageSide || images.width > limits::kMaxImageSide) {
+    throw DataError("'" + path + "': header claims images of " + std::to_string(images.height) +
+                    "x" + std::to_string(images.width) + ", larger than the limit of " +
+                    std::to_string(limits::kMaxImageSide) + " per side");
   }
-  const auto total = static_cast<size_t>(dims[0] * dims[1] * dims[2]);
-  constexpr size_t kPiece = size_t{64} << 20;
-  while (images.pixels.size() < total) {
-    size_t done = images.pixels.size(), piece = std::min(kPiece, total - done);
-    images.pixels.resize(done + piece);
-    f.read(images.pixels.data() + done, piece, "the image data");
+  const int64_t total = dims[0] * dims[1] * dims[2];  // < 2^31 * 2^24: fits
+  f.check_payload(16, static_cast<long double>(total),
+                  std::to_string(dims[0]) + " images of " + std::to_string(dims[1]) + "x" +
+                      std::to_string(dims[2]));
+  if (expected_count >= 0 && images.count != expected_count) {
+    throw DataError("'" + labels_path + "': " + std::to_string(expected_count) + " labels for " +
+                    std::to_string(images.count) + " images in '" + path + "'");
   }
+  images.pixels = f.read_payload(static_cast<size_t>(total), "the image data");
   if (!f.at_end()) throw DataError("'" + path + "': extra bytes after the image data");
   return images;
 }
 
+}  // namespace
+
+IdxImages read_idx_images(const std::string& path) { return read_images(path, -1, ""); }
+
 std::vector<int32_t> read_idx_labels(const std::string& path) {
   GzFile f(path);
   auto dims = read_header(f, path, 1);
-  std::vector<uint8_t> raw(static_cast<size_t>(dims[0]));
-  f.read(raw.data(), raw.size(), "the labels");
+  f.check_payload(8, static_cast<long double>(dims[0]), std::to_string(dims[0]) + " labels");
+  std::vector<uint8_t> raw = f.read_payload(static_cast<size_t>(dims[0]), "the labels");
   if (!f.at_end()) throw DataError("'" + path + "': extra bytes after the labels");
   return {raw.begin(), raw.end()};
 }
@@ -116,13 +178,15 @@ std::vector<int32_t> read_idx_labels(const std::string& path) {
 ImportResult import_idx(const std::string& images_path, const std::string& labels_path,
                         int64_t num_classes, const std::vector<std::string>& class_names,
                         const ImportOptions& options) {
-  IdxImages images = read_idx_images(images_path);
+  // Labels first: they are small, and their count is checked against the images' header before
+  // the pixels are read.
   std::vector<int32_t> labels = read_idx_labels(labels_path);
-  if (static_cast<int64_t>(labels.size()) != images.count) {
-    throw DataError("'" + labels_path + "': " + std::to_string(labels.size()) + " labels for " +
-                    std::to_string(images.count) + " images in '" + images_path + "'");
-  }
+  IdxImages images = read_images(images_path, static_cast<int64_t>(labels.size()), labels_path);
   if (images.count == 0) throw DataError("'" + images_path + "': no images");
+  if (num_classes > limits::kMaxClasses) {
+    throw DataError("number of classes " + std::to_string(num_classes) + " is above the limit of " +
+                    std::to_string(limits::kMaxClasses));
+  }
   int32_t max_label = *std::max_element(labels.begin(), labels.end());
   if (num_classes <= 0) {
     num_classes = class_names.empty() ? max_label + 1 : static_cast<int64_t>(class_names.size());

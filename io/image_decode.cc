@@ -20,12 +20,13 @@
 #include <png.h>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace alexnet::io {
 namespace {
 
 // A corrupt header can claim 65500 x 65500 pixels; refuse before allocating 12 GiB per thread.
-constexpr int64_t kMaxPixels = int64_t{1} << 28;
+constexpr int64_t kMaxPixels = limits::kMaxSourcePixels;
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw DataError("'" + path + "': " + what);
@@ -56,6 +57,17 @@ std::vector<uint8_t> read_file(const std::string& path) {
   }
   data.resize(size);
   return data;
+}
+
+// The size a header claims, at full resolution, before the decoder allocates for it.
+void check_header_size(const std::string& path, const char* format, int64_t height, int64_t width) {
+  if (height <= 0 || width <= 0) fail(path, std::string("bad ") + format + ": image has no pixels");
+  if (height > limits::kMaxSourceSide || width > limits::kMaxSourceSide ||
+      height * width > kMaxPixels) {
+    fail(path, std::string(format) + " header claims " + std::to_string(width) + " x " +
+                   std::to_string(height) + " pixels, more than the limit of " +
+                   std::to_string(kMaxPixels) + " pixels");
+  }
 }
 
 void check_size(const std::string& path, int64_t height, int64_t width) {
@@ -110,6 +122,9 @@ void jpeg_message(j_common_ptr cinfo, int msg_level) {
 bool jpeg_read_header_guarded(JpegDecoder* d, const uint8_t* data, size_t size, int64_t min_side) {
   if (setjmp(d->err.jump)) return false;
   jpeg_create_decompress(&d->cinfo);
+  // libjpeg's own bound: a progressive JPEG buffers all its coefficients, and an image that would
+  // need more than this fails with "Backing store not supported" instead of allocating.
+  d->cinfo.mem->max_memory_to_use = static_cast<long>(limits::kMaxJpegMemory);
   jpeg_mem_src(&d->cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&d->cinfo, TRUE);
   // CMYK (and YCCK) JPEGs, about 22 of ImageNet's training images, decode to CMYK and are
@@ -169,6 +184,7 @@ DecodedImage decode_jpeg(const std::string& path, const std::vector<uint8_t>& da
     ~Destroy() { jpeg_destroy_decompress(&d->cinfo); }
   } destroy{&d};
   if (!jpeg_read_header_guarded(&d, data.data(), data.size(), min_side)) fail(path, d.err.message);
+  check_header_size(path, "JPEG", d.cinfo.image_height, d.cinfo.image_width);
   DecodedImage image;
   image.height = d.cinfo.output_height;
   image.width = d.cinfo.output_width;
@@ -191,6 +207,7 @@ struct PngReader {  // trivially destructible: may live across a longjmp
   png_infop info;
   const uint8_t* data;
   size_t size, pos;
+  size_t raw_row_bytes;  // of the stored rows, before any conversion
   char message[512];
 };
 
@@ -214,7 +231,11 @@ void png_read_memory(png_structp png, png_bytep out, size_t n) {
 bool png_read_header_guarded(PngReader* r) {
   if (setjmp(png_jmpbuf(r->png))) return false;
   png_set_read_fn(r->png, r, png_read_memory);
+  // libpng's own bound on the header's size, checked as it reads IHDR.
+  png_set_user_limits(r->png, static_cast<png_uint_32>(limits::kMaxSourceSide),
+                      static_cast<png_uint_32>(limits::kMaxSourceSide));
   png_read_info(r->png, r->info);
+  r->raw_row_bytes = png_get_rowbytes(r->png, r->info);
   png_set_expand(r->png);       // palette -> RGB, gray < 8 bits -> 8 bits, tRNS -> alpha
   png_set_strip_16(r->png);     // 16 -> 8 bits: the high byte
   png_set_strip_alpha(r->png);  // alpha (also from tRNS) is dropped, not composited
@@ -252,6 +273,18 @@ DecodedImage decode_png(const std::string& path, const std::vector<uint8_t>& dat
   DecodedImage image;
   image.height = png_get_image_height(r.png, r.info);
   image.width = png_get_image_width(r.png, r.info);
+  check_header_size(path, "PNG", image.height, image.width);
+  // The pixels are one deflate stream, which expands at most 1032:1: a header that claims more
+  // rows than the file can hold is a lie (or a truncation), found before allocating them.
+  // (Interlaced rows round up per pass, so one byte a row is left out of this lower bound.)
+  const long double raw_bytes =
+      static_cast<long double>(image.height) *
+      static_cast<long double>(r.raw_row_bytes > 0 ? r.raw_row_bytes - 1 : 0);
+  if (raw_bytes > static_cast<long double>(data.size()) * limits::kMaxCompressionRatio) {
+    fail(path, "bad PNG: header claims " + std::to_string(image.width) + " x " +
+                   std::to_string(image.height) + " pixels, more than a file of " +
+                   std::to_string(data.size()) + " bytes can hold");
+  }
   check_size(path, image.height, image.width);
   image.pixels.resize(static_cast<size_t>(image.height * image.width * 3));
   std::vector<png_bytep> rows(static_cast<size_t>(image.height));

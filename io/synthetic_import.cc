@@ -7,12 +7,18 @@
 #include <vector>
 
 #include "io/error.h"
+#include "io/limits.h"
 
 namespace alexnet::io {
 
 ImportResult import_synthetic(const SyntheticOptions& s, const ImportOptions& options) {
   if (s.count < 1 || s.size < 1 || s.channels < 1 || s.num_classes < 1) {
     throw DataError("synthetic: count, size, channels and classes must be positive");
+  }
+  if (s.size > limits::kMaxImageSide || !limits::valid_channels(s.channels) ||
+      s.num_classes > limits::kMaxClasses) {
+    throw DataError("synthetic: size must be at most " + std::to_string(limits::kMaxImageSide) +
+                    ", channels 1 or 3, classes at most " + std::to_string(limits::kMaxClasses));
   }
   const int64_t pixels = s.size * s.size * s.channels;
   const std::string source = "synthetic " + std::to_string(s.count) + " x " +

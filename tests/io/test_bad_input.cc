@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -410,6 +411,120 @@ TEST(ShardWriterBadInput, MissingOutputFolder) {
     expect_one_line_naming(e.what(), {dir / "no-such-folder", "does not exist"});
   }
   EXPECT_TRUE(files_in(dir.path()).empty());
+}
+
+// ---- Sizes that the file cannot hold -----------------------------------------------------------
+
+// A chunked uint8 dataset whose chunks are never written: HDF5 stores nothing for it, whatever
+// its shape claims.
+void create_unwritten(hid_t file, const char* name, hid_t type, const std::vector<hsize_t>& dims,
+                      const std::vector<hsize_t>& chunk, bool extensible = false) {
+  std::vector<hsize_t> max_dims = dims;
+  if (extensible) max_dims[0] = H5S_UNLIMITED;
+  h5::Handle space(
+      must(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()),
+           "H5Screate_simple"));
+  h5::Handle plist(must(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"));
+  must(H5Pset_chunk(plist.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
+  h5::Handle dataset(
+      must(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT),
+           "H5Dcreate2"));
+}
+
+// A shard with `images` and `labels` made by `make` on a fresh file.
+template <typename F>
+std::string make_shard(const TempDir& dir, const std::string& name, F make) {
+  const std::string path = dir / name;
+  h5::quiet_errors();
+  h5::Handle file(
+      must(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "H5Fcreate"));
+  make(file.get());
+  return path;
+}
+
+TEST(DatasetHostileSizes, SampleCountBeyondTheLimit) {
+  TempDir dir;
+  const hsize_t n = hsize_t{1} << 40;
+  auto path = make_shard(dir, "2e40.h5", [&](hid_t f) {
+    create_unwritten(f, format::kImages, H5T_STD_U8LE, {n, 5, 6, 3}, {1, 5, 6, 3});
+    create_unwritten(f, format::kLabels, H5T_STD_I32LE, {n}, {1024});
+  });
+  expect_open_error({path}, {path, "1099511627776 samples", "limit"});
+}
+
+TEST(DatasetHostileSizes, SamplesTheFileDoesNotStore) {
+  TempDir dir;
+  const hsize_t n = hsize_t{1} << 30;
+  auto path = make_shard(dir, "2e30.h5", [&](hid_t f) {
+    create_unwritten(f, format::kImages, H5T_STD_U8LE, {n, 5, 6, 3}, {1024, 5, 6, 3});
+    create_unwritten(f, format::kLabels, H5T_STD_I32LE, {n}, {1024});
+  });
+  expect_open_error({path}, {path, "'images'", "stores only 0"});
+  // Images present, labels never written.
+  auto labels_path = make_shard(dir, "labels-unwritten.h5", [&](hid_t f) {
+    std::vector<uint8_t> pixels(4000 * 4, 1);
+    write_dataset(f, format::kImages, H5T_STD_U8LE, {4000, 2, 2, 1}, H5T_NATIVE_UINT8,
+                  pixels.data());
+    create_unwritten(f, format::kLabels, H5T_STD_I32LE, {4000}, {1000});
+  });
+  expect_open_error({labels_path}, {labels_path, "'labels'", "stores only 0"});
+}
+
+TEST(DatasetHostileSizes, ImageSideChannelsAndChunkLimits) {
+  TempDir dir;
+  auto wide = make_shard(dir, "wide.h5", [&](hid_t f) {
+    create_unwritten(f, format::kImages, H5T_STD_U8LE, {1, 60000, 60000, 1}, {1, 64, 64, 1});
+    create_unwritten(f, format::kLabels, H5T_STD_I32LE, {1}, {1});
+  });
+  expect_open_error({wide}, {wide, "60000x60000", "limit"});
+
+  RawShard four;
+  four.image_dims = {4, 5, 6, 4};
+  const std::string channels = dir / "channels.h5";
+  write_raw_shard(channels, four);
+  expect_open_error({channels}, {channels, "4 channels", "1 or 3"});
+
+  auto chunky = make_shard(dir, "chunk.h5", [&](hid_t f) {
+    create_unwritten(f, format::kImages, H5T_STD_U8LE, {4, 5, 6, 3}, {hsize_t{1} << 24, 5, 6, 3},
+                     true);
+    std::vector<int32_t> labels(4, 0);
+    write_dataset(f, format::kLabels, H5T_STD_I32LE, {4}, H5T_NATIVE_INT32, labels.data());
+  });
+  expect_open_error({chunky}, {chunky, "chunks", "limit"});
+}
+
+TEST(DatasetHostileSizes, ZeroSamples) {
+  TempDir dir;
+  RawShard spec;
+  spec.image_dims = {0, 5, 6, 3};
+  spec.label_dims = {0};
+  const std::string path = dir / "zero.h5";
+  write_raw_shard(path, spec);
+  expect_open_error({path}, {path, "no samples"});
+}
+
+TEST(DatasetHostileSizes, AttributesOutOfBounds) {
+  TempDir dir;
+  auto with = [&](const std::string& name, auto&& add) {
+    const std::string path = dir / name;
+    write_raw_shard(path, RawShard{});
+    h5::Handle file(must(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "H5Fopen"));
+    add(file.get());
+    return path;
+  };
+  auto classes = with("classes.h5",
+                      [](hid_t f) { h5::write_int_attribute(f, format::kNumClasses, 1000000000); });
+  expect_open_error({classes}, {classes, "num_classes", "100000"});
+  auto long_name = with("long-name.h5", [](hid_t f) {
+    h5::write_string_array_attribute(f, format::kClassNames,
+                                     {std::string(5000, 'x'), "b", "c", "d"});
+  });
+  expect_open_error({long_name}, {long_name, "class_names", "5000 bytes", "limit"});
+  auto nan_mean = with("nan.h5", [](hid_t f) {
+    h5::write_float_array_attribute(f, format::kMean, {1.0, std::nan(""), 3.0});
+    h5::write_float_array_attribute(f, format::kStd, {1.0, 1.0, 1.0});
+  });
+  expect_open_error({nan_mean}, {nan_mean, "'mean'", "finite"});
 }
 
 }  // namespace

@@ -428,6 +428,72 @@ TEST_F(IdxImport, RejectsBadInputWithoutWritingAnything) {
   EXPECT_TRUE(after.empty()) << ::testing::PrintToString(after);
 }
 
+// Sizes in a header are checked against the file (and the limits in io/limits.h) before anything
+// is allocated: these headers claim gigabytes in files of a few bytes, and fail at once.
+TEST_F(IdxImport, HeaderSizesAreCheckedAgainstTheFile) {
+  const std::string out = dir_ / "out";
+  auto attempt = [&](const std::string& images, const std::string& labels) {
+    return [=] { import_idx(images, labels, 0, {}, quiet_options(out)); };
+  };
+  auto labels_claiming = [](uint32_t n) {
+    Bytes b{0, 0, 0x08, 1};
+    put_be32(b, n);
+    b.resize(b.size() + 32, 1);
+    return b;
+  };
+  // Plain: the file must be exactly as long as the header says.
+  const std::string plain = dir_ / "labels-2g";
+  write_file(plain, labels_claiming(2000000000), false);
+  expect_data_error(attempt(images_, plain), {plain, "truncated", "2000000000 labels"});
+  // gzip: at most 1032 bytes out per byte in (deflate's limit).
+  const std::string gz = dir_ / "labels-2g.gz";
+  write_file(gz, labels_claiming(2000000000), true);
+  expect_data_error(attempt(images_, gz), {gz, "truncated", "gzip file"});
+  // Beyond the per-file limit of samples.
+  const std::string huge = dir_ / "labels-4g";
+  write_file(huge, labels_claiming(0xFFFFFFFFu), false);
+  expect_data_error(attempt(images_, huge), {huge, "4294967295", "limit"});
+
+  auto images_claiming = [](uint32_t n, uint32_t h, uint32_t w) {
+    Bytes b{0, 0, 0x08, 3};
+    put_be32(b, n);
+    put_be32(b, h);
+    put_be32(b, w);
+    b.resize(b.size() + 64, 0);
+    return b;
+  };
+  const std::string wide = dir_ / "images-60000";
+  write_file(wide, images_claiming(1, 60000, 60000), false);
+  expect_data_error(attempt(wide, labels_), {wide, "60000x60000", "limit"});
+  const std::string many = dir_ / "images-1g.gz";
+  write_file(many, images_claiming(1000000000, 28, 28), true);
+  expect_data_error(attempt(many, labels_), {many, "truncated", "1000000000 images"});
+}
+
+TEST_F(IdxImport, EmptyFilesAndFoldersAreNamed) {
+  const std::string out = dir_ / "out";
+  const std::string empty = dir_ / "empty";
+  write_file(empty, {}, false);
+  expect_data_error([&] { import_idx(images_, empty, 0, {}, quiet_options(out)); },
+                    {empty, "empty file"});
+  const std::string folder = dir_ / "folder";
+  std::filesystem::create_directory(folder);
+  expect_data_error([&] { import_idx(folder, labels_, 0, {}, quiet_options(out)); },
+                    {folder, "folder"});
+  expect_data_error([&] { read_idx_labels(folder); }, {folder, "folder"});
+}
+
+TEST_F(IdxImport, LabelCountIsCheckedBeforeThePixelsAreRead) {
+  // The images file is truncated, but the mismatch in counts is what is reported: the header is
+  // compared before the data is read.
+  Bytes images = idx_images(kN + 1, kH, kW);
+  images.resize(images.size() - 3);
+  const std::string path = dir_ / "images-plus-one";
+  write_file(path, images, true);
+  expect_data_error([&] { import_idx(path, labels_, 0, {}, quiet_options(dir_ / "out")); },
+                    {labels_, path, "53 labels for 54 images"});
+}
+
 // ---- CIFAR --------------------------------------------------------------------------------------
 
 constexpr int64_t kSide = 32, kPlane = kSide * kSide;
