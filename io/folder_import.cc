@@ -69,6 +69,8 @@ ImageList scan_tree(const std::string& root) {
         if (is_hidden(it->path())) {
           it.disable_recursion_pending();
         } else if (!it->is_directory() && has_image_extension(it->path())) {
+          // Anything but a regular file (a FIFO, a device, a dangling link) is listed too, and
+          // then refused by the decoder with its name, rather than silently left out.
           images.push_back(it->path().string());
         }
       }

@@ -144,6 +144,10 @@ Handle open_file_readonly(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) {
     throw DataError("'" + path + "': is a directory, not an HDF5 file");
   }
+  // HDF5 needs to seek: a FIFO or a device is refused before opening it (which could block).
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw DataError("'" + path + "': not a regular file, not an HDF5 file");
+  }
   if (!std::ifstream(path).good()) throw DataError("'" + path + "': cannot be read");
   htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 <= 0) throw DataError("'" + path + "': not an HDF5 file");

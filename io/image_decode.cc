@@ -35,7 +35,8 @@ constexpr int64_t kMaxPixels = limits::kMaxSourcePixels;
 std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named like an image must not hang the import (no effect on regular files).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(path, "cannot open: " + errno_text(errno));
   struct Closer {
     int fd;
@@ -44,11 +45,22 @@ std::vector<uint8_t> read_file(const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail(path, "cannot stat: " + errno_text(errno));
   if (S_ISDIR(st.st_mode)) fail(path, "is a folder, not an image file");
-  // One read for a regular file (+1 byte to see the end at once); grows for pipes and the like.
+  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
+  if (st.st_size > limits::kMaxSourceFileBytes) {
+    fail(path, "file of " + std::to_string(st.st_size) + " bytes, more than the limit of " +
+                   std::to_string(limits::kMaxSourceFileBytes) + " for one image");
+  }
+  // One read (+1 byte to see the end at once); grows only if the file grows meanwhile.
   std::vector<uint8_t> data(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1);
   size_t size = 0;
   for (;;) {
-    if (size == data.size()) data.resize(std::max<size_t>(size * 2, 65536));
+    if (size == data.size()) {
+      if (size > static_cast<size_t>(limits::kMaxSourceFileBytes)) {
+        fail(path, "grew past the limit of " + std::to_string(limits::kMaxSourceFileBytes) +
+                       " bytes while being read");
+      }
+      data.resize(std::max<size_t>(size * 2, 65536));
+    }
     ssize_t n = ::read(fd, data.data() + size, data.size() - size);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail(path, "cannot read: " + errno_text(errno));

@@ -33,5 +33,7 @@ inline constexpr int64_t kMaxCompressionRatio = 1032;
 inline constexpr int64_t kMaxSourcePixels = int64_t{1} << 28;
 inline constexpr int64_t kMaxSourceSide = 65535;
 inline constexpr int64_t kMaxJpegMemory = int64_t{2} << 30;
+// One source image file, read whole before decoding.
+inline constexpr int64_t kMaxSourceFileBytes = int64_t{1} << 30;
 
 }  // namespace alexnet::io::limits

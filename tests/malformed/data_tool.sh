@@ -140,6 +140,13 @@ for name, data in [("png-lie", png_with_size(16000, 16000)),
     put(f"tree-{name}/dog/b.png", bytes(encode("PNG")))
 EOF
 mkdir -p "$F/a-folder" "$F/tree-empty/cat"
+# A FIFO where a file is expected must be refused, not block; a sparse 1.1 GB "image" must be
+# refused before it is read.
+# (Outside $F, whose files are checksummed.)
+S="$WORK/special"
+mkdir -p "$S/tree-fifo/cat" "$S/tree-big/cat"
+mkfifo "$S/fifo.h5" "$S/tree-fifo/cat/a.jpg"
+truncate -s 1100M "$S/tree-big/cat/a.jpg"
 before=$(tree_sums "$F")
 
 # (Arrays, not functions: expect_error runs its command under timeout.)
@@ -203,6 +210,7 @@ expect_error 2 "no-labels.h5.*no dataset 'labels'" -- "${INSPECT[@]}" "$F/no-lab
 expect_error 2 "labels-group.h5.*not a dataset" -- "${INSPECT[@]}" "$F/labels-group.h5"
 expect_error 2 "truncated.h5" -- "${INSPECT[@]}" "$F/truncated.h5"
 expect_error 2 "good.h5.*listed twice" -- "${INSPECT[@]}" "$F/good.h5" "$F/good.h5"
+expect_error 2 "fifo.h5.*not a regular file" -- "${INSPECT[@]}" "$S/fifo.h5"
 expect_error 2 "nothing-\*.h5.*no file matches" -- "${INSPECT[@]}" "$F/nothing-*.h5"
 
 # ---- import-folder -----------------------------------------------------------------------------
@@ -212,6 +220,8 @@ expect_error 2 "a.jpg.*65000 x 65000.*limit" 100 -- "${FOLDER[@]}" --size 32 --r
 expect_error 2 "a.jpg.*bad JPEG" 150 -- "${FOLDER[@]}" --size 32 --root "$F/tree-jpeg-lie-small"
 expect_error 2 "a.jpg.*bad JPEG" -- "${FOLDER[@]}" --size 32 --root "$F/tree-jpeg-cut"
 expect_error 2 "a.jpg.*not a JPEG or PNG" -- "${FOLDER[@]}" --size 32 --root "$F/tree-not-image"
+expect_error 2 "a.jpg.*not a regular file" -- "${FOLDER[@]}" --size 32 --root "$S/tree-fifo"
+expect_error 2 "a.jpg.*1153433600 bytes.*limit" 100 -- "${FOLDER[@]}" --size 32 --root "$S/tree-big"
 expect_error 2 "tree-empty/cat.*no .jpg" -- "${FOLDER[@]}" --size 32 --root "$F/tree-empty"
 expect_error 2 "good.h5.*not a folder" -- "${FOLDER[@]}" --size 32 --root "$F/good.h5"
 expect_error 2 "--size" -- "${FOLDER[@]}" --root "$F/tree-not-image" --size 100000
