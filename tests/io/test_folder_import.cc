@@ -15,6 +15,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <zlib.h>
 
 #include "io/dataset.h"
 #include "io/error.h"
@@ -430,6 +431,61 @@ TEST(ImageDecode, ProblemsThrowDataErrorNamingTheFile) {
 
   fs::create_directory(dir / "folder.jpg");
   expect_error("folder.jpg", "folder");
+}
+
+// Headers that claim more pixels than the file holds, or than the limits allow, fail before the
+// pixels are allocated; a legitimately well-compressed image still decodes.
+TEST(ImageDecode, HeadersThatLieAboutTheirSize) {
+  TempDir dir;
+  auto expect_error = [&](const std::string& name, const std::vector<std::string>& parts) {
+    std::string message = data_error_of([&] { decode_image_file(dir / name, 32); });
+    EXPECT_NE(message.find("'" + (dir / name) + "'"), std::string::npos) << message;
+    for (const auto& part : parts) EXPECT_NE(message.find(part), std::string::npos) << message;
+  };
+  // JPEG: the frame header (SOF0) holds height and width, big-endian, 5 bytes after the marker.
+  const std::vector<uint8_t> jpeg = encode_jpeg(noise(16 * 16 * 3, 5), 16, 16, 3, JCS_RGB);
+  auto jpeg_claiming = [&](int width, int height) {
+    std::vector<uint8_t> j = jpeg;
+    for (size_t i = 0; i + 9 < j.size(); ++i) {
+      if (j[i] == 0xFF && j[i + 1] == 0xC0) {
+        j[i + 5] = static_cast<uint8_t>(height >> 8), j[i + 6] = static_cast<uint8_t>(height);
+        j[i + 7] = static_cast<uint8_t>(width >> 8), j[i + 8] = static_cast<uint8_t>(width);
+        return j;
+      }
+    }
+    ADD_FAILURE() << "no SOF0 marker";
+    return j;
+  };
+  write_bytes(dir / "huge.jpg", jpeg_claiming(65000, 65000));
+  expect_error("huge.jpg", {"65000 x 65000", "limit"});
+  write_bytes(dir / "lie.jpg", jpeg_claiming(4000, 4000));  // within the limits: libjpeg's check
+  expect_error("lie.jpg", {"bad JPEG"});
+
+  // PNG: IHDR's width and height, then its CRC, which libpng checks.
+  write_png(dir / "small.png", 16, 16, PNG_COLOR_TYPE_RGB, 8, noise(16 * 16 * 3, 6));
+  const std::vector<uint8_t> png = read_bytes(dir / "small.png");
+  auto png_claiming = [&](uint32_t width, uint32_t height) {
+    std::vector<uint8_t> p = png;
+    for (int k = 0; k < 4; ++k) {
+      p[16 + k] = static_cast<uint8_t>(width >> (24 - 8 * k));
+      p[20 + k] = static_cast<uint8_t>(height >> (24 - 8 * k));
+    }
+    const uint32_t crc = static_cast<uint32_t>(crc32(0, p.data() + 12, 17));
+    for (int k = 0; k < 4; ++k) p[29 + k] = static_cast<uint8_t>(crc >> (24 - 8 * k));
+    return p;
+  };
+  write_bytes(dir / "lie.png", png_claiming(16000, 16000));
+  expect_error("lie.png", {"16000 x 16000", "can hold"});
+  write_bytes(dir / "huge.png", png_claiming(70000, 16));  // libpng's own user limit
+  expect_error("huge.png", {"bad PNG"});
+
+  // A constant 1-bit PNG compresses about 500:1 and is no lie: the bound uses the stored rows.
+  constexpr int kSide = 2048;
+  write_png(dir / "flat.png", kSide, kSide, PNG_COLOR_TYPE_GRAY, 1,
+            std::vector<uint8_t>(kSide / 8 * kSide, 0xFF));
+  DecodedImage flat = decode_image_file(dir / "flat.png");
+  EXPECT_EQ(flat.width, kSide);
+  EXPECT_EQ(flat.pixels.front(), 255);
 }
 
 TEST(ImageDecode, AdobeCmykJpegBecomesRgb) {
