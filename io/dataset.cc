@@ -53,6 +53,16 @@ struct ShardHeader {
 void check_storage(hid_t dataset, const char* name, long double bytes, hsize_t file_size,
                    const std::string& what) {
   const std::string context = "reading the storage size of '" + std::string(name) + "' in " + what;
+  // Data kept outside the file cannot be checked against it (and may be missing there).
+  {
+    h5::Handle plist(ALEXNET_H5_CHECK(H5Dget_create_plist(dataset), context));
+    const bool is_virtual = H5Pget_layout(plist.get()) == H5D_VIRTUAL;
+    if (is_virtual || ALEXNET_H5_CHECK(H5Pget_external_count(plist.get()), context) > 0) {
+      throw DataError(what + ": dataset '" + name + "' is " +
+                      (is_virtual ? "a virtual dataset" : "stored in external files") +
+                      ", which the reader does not accept (copy it into a regular dataset)");
+    }
+  }
   const auto stored = static_cast<long double>(h5::storage_size(dataset, context));
   const bool filtered = h5::has_filters(dataset, context);
   if (stored > static_cast<long double>(file_size)) {

@@ -97,6 +97,11 @@ with h5py.File(f"{d}/huge-chunk.h5", "w") as f:
     f.create_dataset("images", shape=(4, 5, 6, 3), maxshape=(None, 5, 6, 3),
                      chunks=(1 << 24, 5, 6, 3), dtype="u1")
     f.create_dataset("labels", data=np.zeros(4, "i4"))
+layout = h5py.VirtualLayout(shape=(4, 5, 6, 3), dtype="u1")
+layout[:] = h5py.VirtualSource(f"{d}/good.h5", "images", shape=(4, 5, 6, 3))
+with h5py.File(f"{d}/virtual.h5", "w") as f:
+    f.create_virtual_dataset("images", layout)
+    f.create_dataset("labels", data=np.zeros(4, "i4"))
 with h5py.File(f"{d}/no-labels.h5", "w") as f:
     f.create_dataset("images", data=np.zeros((4, 5, 6, 3), "u1"))
 with h5py.File(f"{d}/labels-group.h5", "w") as f:
@@ -206,6 +211,7 @@ expect_error 2 "std-zero.h5.*std" -- "${INSPECT[@]}" "$F/std-zero.h5"
 expect_error 2 "mean-nan.h5.*mean" -- "${INSPECT[@]}" "$F/mean-nan.h5"
 expect_error 2 "labels-unwritten.h5.*labels.*stores only" -- "${INSPECT[@]}" "$F/labels-unwritten.h5"
 expect_error 2 "huge-chunk.h5.*chunks" -- "${INSPECT[@]}" "$F/huge-chunk.h5"
+expect_error 2 "virtual.h5.*virtual dataset" -- "${INSPECT[@]}" "$F/virtual.h5"
 expect_error 2 "no-labels.h5.*no dataset 'labels'" -- "${INSPECT[@]}" "$F/no-labels.h5"
 expect_error 2 "labels-group.h5.*not a dataset" -- "${INSPECT[@]}" "$F/labels-group.h5"
 expect_error 2 "truncated.h5" -- "${INSPECT[@]}" "$F/truncated.h5"
