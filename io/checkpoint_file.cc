@@ -18,12 +18,17 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "checksums are over little-endian bytes");
 
-constexpr const char* kFormat = "alexnet-checkpoint-v1";
+constexpr const char* kFormatV1 = "alexnet-checkpoint-v1";
+constexpr const char* kFormatV2 = "alexnet-checkpoint-v2";  // written
 constexpr const char* kChecksum = "checksum_crc32";
 
-// One array's CRC-32: over its name, its shape (int64 each) and its bytes.
-uint32_t entry_crc(const std::string& name, const std::vector<int64_t>& shape, const void* data,
-                   size_t bytes) {
+// ---- v1: arrays only (read, never written) --------------------------------------------------
+
+// One array's CRC-32: over its name, its shape (int64 each) and its bytes. Kept as it was, so that
+// old files verify: for a scalar (empty shape) crc32(crc, Z_NULL, 0) returns the initial value,
+// so the name drops out of the entry.
+uint32_t v1_entry_crc(const std::string& name, const std::vector<int64_t>& shape, const void* data,
+                      size_t bytes) {
   uLong crc = crc32(0L, Z_NULL, 0);
   crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
   crc = crc32(crc, reinterpret_cast<const Bytef*>(shape.data()),
@@ -37,13 +42,86 @@ uint32_t entry_crc(const std::string& name, const std::vector<int64_t>& shape, c
   return static_cast<uint32_t>(crc);
 }
 
-// The file's checksum: CRC-32 of the entries' CRC-32s in name order.
-int64_t combine(const std::map<std::string, uint32_t>& entries) {
+// The file's checksum (both versions): CRC-32 of the records' CRC-32s in key order.
+int64_t combine(const std::map<std::string, uint32_t>& records) {
   uLong crc = crc32(0L, Z_NULL, 0);
-  for (const auto& [name, c] : entries) {
+  for (const auto& [key, c] : records) {
     crc = crc32(crc, reinterpret_cast<const Bytef*>(&c), sizeof(c));
   }
   return static_cast<int64_t>(crc);
+}
+
+// ---- v2: every array and every attribute ----------------------------------------------------
+
+// A running CRC-32 over length-prefixed fields. Empty pieces are skipped: zlib's
+// crc32(crc, Z_NULL, 0) would restart the sum.
+class Crc {
+ public:
+  void bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const Bytef*>(data);
+    for (size_t done = 0; done < n;) {  // crc32 takes at most 4 GiB a call
+      auto piece = static_cast<uInt>(std::min<size_t>(n - done, size_t{1} << 30));
+      crc_ = crc32(crc_, p + done, piece);
+      done += piece;
+    }
+  }
+  void u64(uint64_t v) { bytes(&v, sizeof v); }
+  void text(const std::string& s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+  uint32_t value() const { return static_cast<uint32_t>(crc_); }
+
+ private:
+  uLong crc_ = crc32(0L, Z_NULL, 0);
+};
+
+// Record keys: arrays and attributes never collide ('\0' is in no HDF5 name), and sort by
+// object path.
+std::string array_key(const std::string& name) { return "A" + name; }
+std::string attribute_key(const std::string& object, const std::string& name) {
+  return "T" + object + std::string(1, '\0') + name;
+}
+
+// Type codes in the records.
+enum : uint64_t { kTagArray = 1, kTagAttribute = 2 };
+enum : uint64_t { kAttrString = 1, kAttrInt = 2, kAttrFloat = 3, kAttrOther = 4 };
+
+uint32_t v2_array_crc(const std::string& name, ArrayType type, const std::vector<int64_t>& shape,
+                      const void* data, size_t bytes) {
+  Crc c;
+  c.u64(kTagArray);
+  c.text(name);
+  c.u64(static_cast<uint64_t>(type) + 1);
+  c.u64(shape.size());
+  for (int64_t d : shape) c.u64(static_cast<uint64_t>(d));
+  c.u64(bytes);
+  c.bytes(data, bytes);
+  return c.value();
+}
+
+// An attribute as the writer knows it: one string, integer or float.
+uint32_t v2_attribute_crc(const std::string& object, const std::string& name,
+                          const AttributeValue& value) {
+  Crc c;
+  c.u64(kTagAttribute);
+  c.text(object);
+  c.text(name);
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    c.u64(kAttrString);
+    c.u64(1);
+    c.text(std::string(s->c_str()));  // what HDF5 stores: the C string
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    c.u64(kAttrInt);
+    c.u64(1);
+    c.u64(static_cast<uint64_t>(*i));
+  } else {
+    const double d = std::get<double>(value);
+    c.u64(kAttrFloat);
+    c.u64(1);
+    c.bytes(&d, sizeof d);
+  }
+  return c.value();
 }
 
 size_t element_count(const std::vector<int64_t>& shape) {
@@ -107,7 +185,7 @@ void write_attribute(hid_t obj, const std::string& name, const AttributeValue& v
 struct CheckpointWriter::State {
   std::string path, temp;
   h5::Handle file;
-  std::map<std::string, uint32_t> entries;
+  std::map<std::string, uint32_t> records;  // v2: array_key / attribute_key -> CRC-32
   bool committed = false;
 };
 
@@ -130,13 +208,18 @@ CheckpointWriter::~CheckpointWriter() {
 }
 
 namespace {
-void add_array(hid_t file, std::map<std::string, uint32_t>& entries, const std::string& temp,
+void add_array(hid_t file, std::map<std::string, uint32_t>& records, const std::string& temp,
                const std::string& name, const std::vector<int64_t>& shape, ArrayType type,
                const void* data) {
   if (name.empty() || name[0] != '/' || name.back() == '/') {
     throw DataError("checkpoint array name '" + name + "' must be a full path like /group/name");
   }
-  if (entries.count(name)) throw DataError("checkpoint array '" + name + "' written twice");
+  if (name.find("//") != std::string::npos) {
+    throw DataError("checkpoint array name '" + name + "' has an empty path component");
+  }
+  if (records.count(array_key(name))) {
+    throw DataError("checkpoint array '" + name + "' written twice");
+  }
   for (int64_t d : shape) {
     if (d < 0) throw DataError("checkpoint array '" + name + "' has a negative dimension");
   }
@@ -156,29 +239,37 @@ void add_array(hid_t file, std::map<std::string, uint32_t>& entries, const std::
     ALEXNET_H5_CHECK(
         H5Dwrite(dataset.get(), memory_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), what);
   }
-  entries[name] = entry_crc(name, shape, data, n * type_size(type));
+  records[array_key(name)] = v2_array_crc(name, type, shape, data, n * type_size(type));
 }
 }  // namespace
 
 void CheckpointWriter::add(const std::string& name, const std::vector<int64_t>& shape,
                            const float* data) {
-  add_array(state_->file.get(), state_->entries, state_->temp, name, shape, ArrayType::kFloat32,
+  add_array(state_->file.get(), state_->records, state_->temp, name, shape, ArrayType::kFloat32,
             data);
 }
 void CheckpointWriter::add(const std::string& name, const std::vector<int64_t>& shape,
                            const int64_t* data) {
-  add_array(state_->file.get(), state_->entries, state_->temp, name, shape, ArrayType::kInt64,
+  add_array(state_->file.get(), state_->records, state_->temp, name, shape, ArrayType::kInt64,
             data);
 }
 void CheckpointWriter::add(const std::string& name, const std::vector<int64_t>& shape,
                            const uint8_t* data) {
-  add_array(state_->file.get(), state_->entries, state_->temp, name, shape, ArrayType::kUint8,
+  add_array(state_->file.get(), state_->records, state_->temp, name, shape, ArrayType::kUint8,
             data);
 }
 
 void CheckpointWriter::set_attribute(const std::string& object, const std::string& name,
                                      const AttributeValue& value) {
   const std::string what = "setting attribute '" + name + "' of '" + object + "'";
+  // The checksum names objects by their full path: one spelling for each.
+  if (object.empty() || object[0] != '/' || (object.size() > 1 && object.back() == '/') ||
+      object.find("//") != std::string::npos) {
+    throw DataError("checkpoint object '" + object + "' must be / or a full path like /group");
+  }
+  if (object == "/" && (name == "format" || name == kChecksum)) {
+    throw DataError("checkpoint attribute '/@" + name + "' is written by commit()");
+  }
   if (object != "/" && H5Lexists(state_->file.get(), object.c_str(), H5P_DEFAULT) <= 0) {
     // A group that holds no array yet: create it.
     h5::Handle links(ALEXNET_H5_CHECK(H5Pcreate(H5P_LINK_CREATE), what));
@@ -189,6 +280,7 @@ void CheckpointWriter::set_attribute(const std::string& object, const std::strin
   }
   h5::Handle obj(ALEXNET_H5_CHECK(H5Oopen(state_->file.get(), object.c_str(), H5P_DEFAULT), what));
   write_attribute(obj.get(), name, value);
+  state_->records[attribute_key(object, name)] = v2_attribute_crc(object, name, value);
 }
 
 void CheckpointWriter::commit() {
@@ -196,8 +288,10 @@ void CheckpointWriter::commit() {
   const std::string what = "finishing '" + state_->temp + "'";
   {
     h5::Handle root(ALEXNET_H5_CHECK(H5Gopen2(state_->file.get(), "/", H5P_DEFAULT), what));
-    write_attribute(root.get(), "format", std::string(kFormat));
-    write_attribute(root.get(), kChecksum, combine(state_->entries));
+    write_attribute(root.get(), "format", std::string(kFormatV2));
+    state_->records[attribute_key("/", "format")] =
+        v2_attribute_crc("/", "format", std::string(kFormatV2));
+    write_attribute(root.get(), kChecksum, combine(state_->records));
   }
   ALEXNET_H5_CHECK(H5Fflush(state_->file.get(), H5F_SCOPE_GLOBAL), what);
   state_->file.reset();  // close: HDF5 writes its last metadata now
@@ -226,16 +320,74 @@ namespace {
 
 struct VisitData {
   std::vector<std::string> datasets;
+  std::vector<std::string> objects;  // every object, "/" first, by full path
 };
 
 herr_t visit_link(hid_t group, const char* name, const H5L_info_t* info, void* data) {
   (void)info;
   H5O_info_t object;
   if (H5Oget_info_by_name(group, name, &object, H5P_DEFAULT) < 0) return -1;
-  if (object.type == H5O_TYPE_DATASET) {
-    static_cast<VisitData*>(data)->datasets.push_back(std::string("/") + name);
-  }
+  auto* visit = static_cast<VisitData*>(data);
+  if (object.type == H5O_TYPE_DATASET) visit->datasets.push_back(std::string("/") + name);
+  visit->objects.push_back(std::string("/") + name);
   return 0;
+}
+
+herr_t collect_attribute(hid_t location, const char* name, const H5A_info_t* info, void* data) {
+  (void)location;
+  (void)info;
+  static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+
+// An attribute as stored, hashed as v2_attribute_crc() hashes the writer's value: strings,
+// integers (as int64) and floats (as float64) by value, whatever their storage type; anything
+// else by its type's name, which no writer's record matches.
+uint32_t stored_attribute_crc(hid_t obj, const std::string& object, const std::string& name,
+                              const std::string& what) {
+  const std::string context = "reading attribute '" + name + "' of '" + object + "' in " + what;
+  h5::Handle attr(ALEXNET_H5_CHECK(H5Aopen(obj, name.c_str(), H5P_DEFAULT), context));
+  h5::Handle type(ALEXNET_H5_CHECK(H5Aget_type(attr.get()), context));
+  h5::Handle space(ALEXNET_H5_CHECK(H5Aget_space(attr.get()), context));
+  const auto count =
+      static_cast<size_t>(ALEXNET_H5_CHECK(H5Sget_simple_extent_npoints(space.get()), context));
+  Crc c;
+  c.u64(kTagAttribute);
+  c.text(object);
+  c.text(name);
+  switch (ALEXNET_H5_CHECK(H5Tget_class(type.get()), context)) {
+    case H5T_STRING: {
+      c.u64(kAttrString);
+      c.u64(count);
+      for (const std::string& v : h5::read_string_array_attribute(obj, name, what)) c.text(v);
+      break;
+    }
+    case H5T_INTEGER: {
+      std::vector<int64_t> values(count);
+      if (count > 0) {
+        ALEXNET_H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, values.data()), context);
+      }
+      c.u64(kAttrInt);
+      c.u64(count);
+      for (int64_t v : values) c.u64(static_cast<uint64_t>(v));
+      break;
+    }
+    case H5T_FLOAT: {
+      std::vector<double> values(count);
+      if (count > 0) {
+        ALEXNET_H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()), context);
+      }
+      c.u64(kAttrFloat);
+      c.u64(count);
+      for (double v : values) c.bytes(&v, sizeof v);
+      break;
+    }
+    default:
+      c.u64(kAttrOther);
+      c.text(h5::type_name(type.get()));
+      break;
+  }
+  return c.value();
 }
 
 ArrayType array_type(hid_t dataset, const std::string& what) {
@@ -269,18 +421,23 @@ CheckpointReader::CheckpointReader(const std::string& path) : state_(std::make_u
   state_->file = h5::open_file_readonly(path);
   const std::string what = "'" + path + "'";
   h5::Handle root(ALEXNET_H5_CHECK(H5Gopen2(state_->file.get(), "/", H5P_DEFAULT), what));
-  if (!h5::has_attribute(root.get(), "format") ||
-      h5::read_string_attribute(root.get(), "format", what) != kFormat) {
-    throw DataError(what + ": not a checkpoint (no format attribute '" + kFormat + "')");
+  const std::string format = h5::has_attribute(root.get(), "format")
+                                 ? h5::read_string_attribute(root.get(), "format", what)
+                                 : std::string();
+  const bool v1 = format == kFormatV1;
+  if (!v1 && format != kFormatV2) {
+    throw DataError(what + ": not a checkpoint (no format attribute '" + kFormatV2 + "' or '" +
+                    kFormatV1 + "')");
   }
   if (!h5::has_attribute(root.get(), kChecksum)) {
     throw DataError(what + ": checkpoint has no checksum (incomplete write?)");
   }
   const int64_t stored = h5::read_int_attribute(root.get(), kChecksum, what);
   VisitData visit;
+  visit.objects.push_back("/");
   ALEXNET_H5_CHECK(H5Lvisit(state_->file.get(), H5_INDEX_NAME, H5_ITER_INC, visit_link, &visit),
                    "listing the arrays of " + what);
-  std::map<std::string, uint32_t> entries;
+  std::map<std::string, uint32_t> records;  // v1: name -> CRC; v2: as the writer's
   std::vector<uint8_t> buffer;
   for (const auto& name : visit.datasets) {
     const std::string item = what + " array '" + name + "'";
@@ -293,10 +450,27 @@ CheckpointReader::CheckpointReader(const std::string& path) : state_(std::make_u
     }
     buffer.resize(element_count(entry.shape) * type_size(entry.type));
     if (!buffer.empty()) read_raw(state_->file.get(), name, entry.type, buffer.data(), path);
-    entries[name] = entry_crc(name, entry.shape, buffer.data(), buffer.size());
+    records[v1 ? name : array_key(name)] =
+        v1 ? v1_entry_crc(name, entry.shape, buffer.data(), buffer.size())
+           : v2_array_crc(name, entry.type, entry.shape, buffer.data(), buffer.size());
     state_->arrays[name] = std::move(entry);
   }
-  if (combine(entries) != stored) {
+  if (!v1) {  // v2 also covers every attribute but the checksum itself
+    for (const std::string& object : visit.objects) {
+      const std::string item = what + " object '" + object + "'";
+      h5::Handle obj(
+          ALEXNET_H5_CHECK(H5Oopen(state_->file.get(), object.c_str(), H5P_DEFAULT), item));
+      std::vector<std::string> names;
+      ALEXNET_H5_CHECK(
+          H5Aiterate2(obj.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attribute, &names),
+          "listing the attributes of " + item);
+      for (const std::string& name : names) {
+        if (object == "/" && name == kChecksum) continue;
+        records[attribute_key(object, name)] = stored_attribute_crc(obj.get(), object, name, what);
+      }
+    }
+  }
+  if (combine(records) != stored) {
     throw DataError(what + ": checksum mismatch: the checkpoint is damaged");
   }
 }

@@ -3,8 +3,14 @@
 // names; this file knows nothing of models. Layout (h5dump / h5py readable):
 //   /<group>/<name>  one dataset per array (float32, int64 or uint8), e.g. /model/features.0.weight
 //   attributes on any group or on the root, e.g. /model@arch = "alexnet-torchvision"
-//   /@format = "alexnet-checkpoint-v1", /@checksum_crc32 = CRC-32 of every array's name, shape
-//   and bytes in name order, checked when the file is opened.
+//   /@format = "alexnet-checkpoint-v2", /@checksum_crc32: a CRC-32 over one record per array
+//   (full name, element type, shape, bytes) and one per attribute (object path, name, type,
+//   value; all but the checksum itself, /@format included), in the order of array names and
+//   then of object paths and attribute names; checked when the file is opened, so an edited
+//   attribute (arch, position, config) is refused like a damaged array. Attribute records hash
+//   values, not storage: h5py rewriting the same value as another string or integer type keeps
+//   the file valid. Files of "alexnet-checkpoint-v1" (the CRC over arrays only; attributes
+//   unchecked) still open, verified by that rule.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +40,9 @@ class CheckpointWriter {
   void add(const std::string& name, const std::vector<int64_t>& shape, const float* data);
   void add(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data);
   void add(const std::string& name, const std::vector<int64_t>& shape, const uint8_t* data);
-  // On a group ("/", "/model") or on an array written before.
+  // On a group ("/", "/model") or on an array written before; `object` is "/" or a full path
+  // without a trailing slash (the checksum names it so). /@format and /@checksum_crc32 are
+  // commit()'s.
   void set_attribute(const std::string& object, const std::string& name,
                      const AttributeValue& value);
   void commit();
@@ -46,8 +54,8 @@ class CheckpointWriter {
 
 enum class ArrayType { kFloat32, kInt64, kUint8 };
 
-// Opens and verifies a checkpoint: format attribute and checksum. A damaged, truncated or
-// foreign file throws DataError naming it.
+// Opens and verifies a checkpoint: format attribute and checksum (v2: arrays and attributes; v1:
+// arrays). A damaged, truncated, edited or foreign file throws DataError naming it.
 class CheckpointReader {
  public:
   explicit CheckpointReader(const std::string& path);

@@ -41,7 +41,8 @@ ImportResult import_cifar(const std::vector<std::string>& batch_files, CifarLabe
       throw DataError("'" + path + "': is a folder, not a CIFAR batch file");
     }
     if (!std::filesystem::is_regular_file(status)) throw DataError("'" + path + "': no such file");
-    auto size = static_cast<int64_t>(std::filesystem::file_size(path));
+    auto size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    if (ec) throw DataError("'" + path + "': " + ec.message());
     int64_t record_labels = size > 0 && size % (kPixels + 1) == 0   ? 1
                             : size > 0 && size % (kPixels + 2) == 0 ? 2
                                                                     : 0;
@@ -91,7 +92,8 @@ ImportResult import_cifar(const std::vector<std::string>& batch_files, CifarLabe
     auto meta = label_bytes == 1 ? dir / "batches.meta.txt"
                                  : dir / (which == CifarLabels::kFine ? "fine_label_names.txt"
                                                                       : "coarse_label_names.txt");
-    if (std::filesystem::exists(meta)) names = read_names(meta);
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(meta, ec)) names = read_names(meta);
     if (!names.empty() && static_cast<int64_t>(names.size()) != num_classes) {
       throw DataError("'" + meta.string() + "': " + std::to_string(names.size()) +
                       " class names for " + std::to_string(num_classes) + " classes");

@@ -253,7 +253,11 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& paths_or_g
       matches.push_back(arg);
     }
     for (auto& m : matches) {
-      std::string key = std::filesystem::weakly_canonical(m).string();
+      // (An unresolvable path, e.g. behind a folder without permission, is compared as given;
+      // opening it reports the problem.)
+      std::error_code ec;
+      std::string key = std::filesystem::weakly_canonical(m, ec).string();
+      if (ec) key = m;
       if (!seen.insert(key).second) throw DataError("'" + m + "': listed twice in the dataset");
       out.push_back(std::move(m));
     }

@@ -98,7 +98,8 @@ ShardWriter::ShardWriter(ShardWriterConfig config) : config_(std::move(config)) 
     throw DataError("gzip level must be 0-9, got " + std::to_string(config_.gzip_level));
   }
   auto parent = std::filesystem::path(config_.prefix).parent_path();
-  if (!parent.empty() && !std::filesystem::is_directory(parent)) {
+  std::error_code ec;
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
     throw DataError("'" + config_.prefix + "': output folder '" + parent.string() +
                     "' does not exist");
   }

@@ -323,7 +323,8 @@ void Job::resume_or_initialize() {
       if (path.empty()) log_->say("no checkpoint in " + dir + ": starting from scratch");
     }
     if (!path.empty()) {
-      position_ = load_checkpoint(path, spec_, params_, buffers_, *optimizer_, *schedule_);
+      position_ = load_checkpoint(path, spec_, params_, buffers_, *optimizer_, *schedule_,
+                                  train_set_->size());
       last_checkpoint_ = path;
       loaded = 1;
       // A requeued job re-reads its config file: say what differs from the checkpoint's run.
@@ -403,7 +404,7 @@ void Job::write_checkpoint(int64_t epoch, int64_t step_in_epoch) {
                                                              last_checkpoint_ + " is intact"));
   }
   last_checkpoint_ = path;
-  prune_checkpoints(dir, o_.checkpoint_keep);
+  prune_checkpoints(dir, o_.checkpoint_keep, path);
   log_->say("checkpoint " + path + " written (step " + std::to_string(position_.step) + ")");
 }
 
@@ -560,6 +561,18 @@ int Job::run() {
     log_->say(comm::describe_gpu_assignment(gpu_assignment_, std::getenv("CUDA_VISIBLE_DEVICES")));
   }
   resume_or_initialize();
+  if (rank == 0) {  // newer checkpoints (damaged, or an abandoned branch) out of this run's way
+    const std::string dir = o_.run_dir + "/checkpoints";
+    const bool fresh = last_checkpoint_.empty();
+    std::string line = fresh ? std::string("moved checkpoints of an earlier run (starting fresh)")
+                             : "moved checkpoints after step " + std::to_string(position_.step);
+    line.append(" into ").append(dir).append("/abandoned/:");
+    const auto moved = set_aside_checkpoints_after(dir, fresh ? -1 : position_.step);
+    for (const std::string& f : moved) {
+      line.append(" ").append(std::filesystem::path(f).filename().string());
+    }
+    if (!moved.empty()) log_->say(line);
+  }
   backend_->copy_to_device(model_->params(), params_.data(), params_.size() * 4);
   backend_->copy_to_device(model_->buffers(), buffers_.data(),
                            static_cast<size_t>(spec_.buffer_floats) * 4);

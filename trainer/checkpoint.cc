@@ -2,8 +2,11 @@
 #include "trainer/checkpoint.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <stdexcept>
 
 #include "io/checkpoint_file.h"
@@ -52,9 +55,69 @@ void save_checkpoint(const std::string& path, const ModelSpec& spec,
   w.commit();
 }
 
+namespace {
+
+std::string number_text(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.17g", v);
+  return text;
+}
+
+// The one-line error for a value a checkpoint cannot have.
+[[noreturn]] void out_of_range(const std::string& path, const std::string& attribute,
+                               const std::string& value, const std::string& range) {
+  throw io::DataError("'" + path + "': attribute " + attribute + " = " + value +
+                      " is out of range: " + range);
+}
+
+void check_count(const std::string& path, const std::string& attribute, int64_t value, int64_t low,
+                 int64_t high, const std::string& high_text) {
+  if (value < low || value > high) {
+    out_of_range(path, attribute, std::to_string(value),
+                 "want " + std::to_string(low) + " to " + std::to_string(high) +
+                     (high_text.empty() ? std::string() : " (" + high_text + ")"));
+  }
+}
+
+}  // namespace
+
+void check_position(const std::string& path, const CheckpointPosition& p, int64_t optimizer_steps,
+                    const LrSchedule::State& s, int64_t epoch_samples) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  check_count(path, "/@step", p.step, 0, kMax, "");
+  check_count(path, "/@epoch", p.epoch, 0, p.step, "every epoch takes a step: at most /@step");
+  check_count(path, "/@world_size", p.world_size, 1, int64_t{1} << 24, "");
+  check_count(path, "/@batch_size", p.batch_size, 1, std::numeric_limits<int32_t>::max(), "");
+  int64_t seen = 0;  // samples of the epoch before the next batch
+  if (p.step_in_epoch < 0 ||
+      __builtin_mul_overflow(p.step_in_epoch, p.world_size * p.batch_size, &seen) ||
+      (epoch_samples > 0 && seen >= epoch_samples)) {
+    out_of_range(path, "/@step_in_epoch", std::to_string(p.step_in_epoch),
+                 "want 0 or more steps of " + std::to_string(p.world_size) + " rank(s) x batch " +
+                     std::to_string(p.batch_size) + " within the epoch" +
+                     (epoch_samples > 0 ? " of " + std::to_string(epoch_samples) + " samples"
+                                        : std::string()));
+  }
+  check_count(path, "/optimizer@steps", optimizer_steps, 0, p.step,
+              "one update a step at most: /@step");
+  if (p.loss_scale < 0 || !std::isfinite(p.loss_scale)) {
+    out_of_range(path, "/@loss_scale", number_text(p.loss_scale), "want a finite number > 0");
+  }
+  check_count(path, "/@loss_scale_good_steps", p.loss_scale_good_steps, 0, p.step,
+              "at most /@step");
+  if (s.lr < 0 || !std::isfinite(s.lr)) {
+    out_of_range(path, "/schedule@lr", number_text(s.lr), "want a finite number >= 0");
+  }
+  if (std::isnan(s.best)) out_of_range(path, "/schedule@best", "nan", "want a number");
+  check_count(path, "/schedule@num_bad_reports", s.num_bad_reports, 0, kMax, "");
+  check_count(path, "/schedule@cooldown_counter", s.cooldown_counter, 0, kMax, "");
+  check_count(path, "/schedule@reports", s.reports, 0, kMax, "");
+}
+
 CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spec,
                                    std::vector<float>& params, std::vector<float>& buffers,
-                                   Optimizer& optimizer, LrSchedule& schedule) {
+                                   Optimizer& optimizer, LrSchedule& schedule,
+                                   int64_t epoch_samples) {
   io::CheckpointReader r(path);
   read_model(r, spec, params, buffers);
   const std::string name = r.string_attribute("/optimizer", "name");
@@ -73,14 +136,13 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
     r.read(array, {size}, values);
     optimizer.load_state(a.name, values);
   }
-  optimizer.set_steps(r.int_attribute("/optimizer", "steps"));
+  const int64_t optimizer_steps = r.int_attribute("/optimizer", "steps");
   LrSchedule::State s;
   s.lr = r.float_attribute("/schedule", "lr");
   s.best = r.float_attribute("/schedule", "best");
   s.num_bad_reports = r.int_attribute("/schedule", "num_bad_reports");
   s.cooldown_counter = r.int_attribute("/schedule", "cooldown_counter");
   s.reports = r.int_attribute("/schedule", "reports");
-  schedule.set_state(s);
   CheckpointPosition p;
   p.step = r.int_attribute("/", "step");
   p.epoch = r.int_attribute("/", "epoch");
@@ -91,7 +153,13 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
   if (r.has_attribute("/", "loss_scale")) {
     p.loss_scale = r.float_attribute("/", "loss_scale");
     p.loss_scale_good_steps = r.int_attribute("/", "loss_scale_good_steps");
+    if (p.loss_scale == 0) {  // written only where there is a scale
+      out_of_range(path, "/@loss_scale", "0", "want a finite number > 0");
+    }
   }
+  check_position(path, p, optimizer_steps, s, epoch_samples);
+  optimizer.set_steps(optimizer_steps);
+  schedule.set_state(s);
   return p;
 }
 
@@ -100,17 +168,52 @@ std::string checkpoint_config(const std::string& path) {
   return r.has_attribute("/", "config") ? r.string_attribute("/", "config") : std::string();
 }
 
+int64_t checkpoint_step(const std::string& path) {
+  const std::string n = fs::path(path).filename().string();
+  if (n.size() != 17 || !n.starts_with("step-") || !n.ends_with(".h5")) return -1;
+  const char* digits = n.data() + 5;
+  if (!std::all_of(digits, digits + 9, [](char c) { return c >= '0' && c <= '9'; })) return -1;
+  int64_t step = -1;
+  std::from_chars(digits, digits + 9, step);
+  return step;
+}
+
 std::vector<std::string> list_checkpoints(const std::string& dir) {
   std::vector<std::string> files;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() == 17 && n.starts_with("step-") && n.ends_with(".h5")) {
+    if (checkpoint_step(e.path().string()) >= 0 && e.is_regular_file(ec)) {
       files.push_back(e.path().string());
     }
   }
   std::sort(files.begin(), files.end());  // zero-padded steps: name order is step order
   return files;
+}
+
+std::vector<std::string> set_aside_checkpoints_after(const std::string& dir, int64_t step) {
+  std::vector<std::string> moved;
+  const fs::path aside = fs::path(dir) / "abandoned";
+  for (const std::string& file : list_checkpoints(dir)) {
+    if (checkpoint_step(file) <= step) continue;
+    std::error_code ec;
+    fs::create_directories(aside, ec);
+    if (ec) {
+      throw io::DataError("'" + aside.string() + "': cannot create the folder for " + file + ": " +
+                          ec.message());
+    }
+    const std::string stem = fs::path(file).stem().string();
+    fs::path target = aside / fs::path(file).filename();
+    for (int i = 1; fs::exists(fs::symlink_status(target, ec)); ++i) {  // never over one there
+      target = aside / (stem + "-" + std::to_string(i) + ".h5");
+    }
+    fs::rename(file, target, ec);
+    if (ec) {
+      throw io::DataError("'" + file + "': cannot move it to " + target.string() + ": " +
+                          ec.message());
+    }
+    moved.push_back(target.string());
+  }
+  return moved;
 }
 
 std::string latest_good_checkpoint(const std::string& dir, std::vector<std::string>* skipped) {
@@ -126,14 +229,28 @@ std::string latest_good_checkpoint(const std::string& dir, std::vector<std::stri
   return {};
 }
 
-void prune_checkpoints(const std::string& dir, int64_t keep) {
-  if (keep < 1) return;
+std::vector<std::string> prune_checkpoints(const std::string& dir, int64_t keep,
+                                           const std::string& just_written) {
+  std::vector<std::string> removed;
+  const int64_t newest = checkpoint_step(just_written);
+  if (keep < 1 || newest < 0) return removed;
   std::vector<std::string> files = list_checkpoints(dir);
-  const auto n = static_cast<int64_t>(files.size());
-  for (int64_t i = 0; i + keep < n; ++i) {
+  int64_t kept = 1;  // just_written
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    if (checkpoint_step(*it) >= newest) continue;  // it, or newer: not ours to judge
+    if (kept < keep) {
+      try {
+        io::CheckpointReader verified(*it);
+        ++kept;
+        continue;
+      } catch (const std::exception&) {  // damaged: no help for a resume, does not count
+      }
+    }
     std::error_code ec;
-    fs::remove(files[static_cast<size_t>(i)], ec);
+    if (fs::remove(*it, ec)) removed.push_back(*it);
   }
+  std::reverse(removed.begin(), removed.end());
+  return removed;
 }
 
 }  // namespace alexnet::trainer

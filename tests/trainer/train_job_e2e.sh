@@ -12,6 +12,9 @@
 #   disk      a full disk while checkpointing: clear error, the previous checkpoint intact
 #   gpuopts   GPU options where they cannot work: exit 2 with one line naming the problem (the
 #             cuda backend without a device, bf16 or several GPUs on the CPU backend)
+#   prune     pruning loses no checkpoint: a damaged newest one and an abandoned branch (--resume
+#             PATH to an older one) are moved to checkpoints/abandoned/ bit for bit, the new ones
+#             are kept
 # Usage: train_job_e2e.sh BIN_DIR SOURCE_DIR WORK_DIR CASE [VENV_PYTHON]
 set -euo pipefail
 BIN=$1
@@ -250,6 +253,55 @@ case_disk() {
     || { cat "$WORK/resume.txt"; fail "resume from the intact checkpoint"; }
   umount "$mnt"
   trap - EXIT
+}
+
+# sha256 and name of each file under a folder, sorted (what survived, bit for bit).
+hashes() { (cd "$1" && find . -type f -name 'step-*.h5' | sort | xargs -r sha256sum); }
+
+case_prune() {
+  local ck="$WORK/a/checkpoints"
+  job --train.max_steps 4 --checkpoint.every_steps 2 --checkpoint.keep 5 --run.dir "$WORK/a" \
+    > "$WORK/a1.txt" 2>&1 || { cat "$WORK/a1.txt"; fail "first run"; }
+  job --train.max_steps 9 --checkpoint.every_steps 0 --checkpoint.keep 5 --run.dir "$WORK/a" \
+    --resume latest > "$WORK/a2.txt" 2>&1 || { cat "$WORK/a2.txt"; fail "second run"; }
+  [ "$(ls "$ck")" = "$(printf 'step-000000002.h5\nstep-000000004.h5\nstep-000000009.h5')" ] \
+    || { ls "$ck"; fail "want checkpoints 2, 4, 9"; }
+  local size
+  size=$(stat -c %s "$ck/step-000000009.h5")
+  printf '\xde\xad\xbe\xef\xde\xad\xbe\xef' | dd of="$ck/step-000000009.h5" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+  local damaged
+  damaged=$(sha256sum < "$ck/step-000000009.h5")
+  job --train.max_steps 5 --checkpoint.keep 1 --run.dir "$WORK/a" --resume latest \
+    > "$WORK/a3.txt" 2>&1 || { cat "$WORK/a3.txt"; fail "resume with a damaged newest"; }
+  grep -q "resumed from .*step-000000004.h5 at step 4" "$WORK/a3.txt" || { cat "$WORK/a3.txt"; fail "did not resume from 4"; }
+  grep -q "moved checkpoints after step 4 into .*/abandoned/: step-000000009.h5$" "$WORK/a3.txt" \
+    || { cat "$WORK/a3.txt"; fail "no line naming the checkpoint moved aside"; }
+  [ "$(ls "$ck")" = "$(printf 'abandoned\nstep-000000005.h5')" ] || { ls -R "$ck"; fail "want step 5 (and abandoned/) only"; }
+  [ "$(ls "$ck/abandoned")" = step-000000009.h5 ] || { ls "$ck/abandoned"; fail "want the damaged 9 in abandoned/"; }
+  [ "$(sha256sum < "$ck/abandoned/step-000000009.h5")" = "$damaged" ] || fail "the damaged 9 changed"
+
+  # --resume PATH to an older checkpoint: the branch 4, 6 goes aside; the new 4, 5 and the old 2 stay.
+  ck="$WORK/b/checkpoints"
+  job --train.max_steps 6 --checkpoint.every_steps 2 --checkpoint.keep 5 --run.dir "$WORK/b" \
+    > "$WORK/b1.txt" 2>&1 || { cat "$WORK/b1.txt"; fail "branch run"; }
+  local before
+  before=$(hashes "$ck")
+  job --train.max_steps 5 --checkpoint.every_steps 2 --checkpoint.keep 3 --run.dir "$WORK/b" \
+    --resume "$ck/step-000000002.h5" > "$WORK/b2.txt" 2>&1 || { cat "$WORK/b2.txt"; fail "resume from 2"; }
+  grep -q "moved checkpoints after step 2 into .*/abandoned/: step-000000004.h5 step-000000006.h5$" \
+    "$WORK/b2.txt" || { cat "$WORK/b2.txt"; fail "no line naming the abandoned branch"; }
+  [ "$(ls "$ck")" = "$(printf 'abandoned\nstep-000000002.h5\nstep-000000004.h5\nstep-000000005.h5')" ] \
+    || { ls -R "$ck"; fail "want 2 and the new 4, 5"; }
+  # Every file of the first run still there, bit for bit: 2 in place, 4 and 6 under abandoned/.
+  local after
+  after=$( (cd "$ck" && sha256sum step-000000002.h5 && cd abandoned && sha256sum step-000000004.h5 step-000000006.h5) \
+    | sed 's|  |  ./|')
+  [ "$after" = "$before" ] || { echo "before: $before"; echo "after: $after"; fail "a checkpoint changed"; }
+  # The next --resume latest continues the new branch.
+  job --train.max_steps 6 --run.dir "$WORK/b" --resume latest > "$WORK/b3.txt" 2>&1 \
+    || { cat "$WORK/b3.txt"; fail "resume latest on the new branch"; }
+  grep -q "resumed from .*checkpoints/step-000000005.h5 at step 5" "$WORK/b3.txt" \
+    || { cat "$WORK/b3.txt"; fail "did not continue the new branch"; }
 }
 
 "case_$CASE"
