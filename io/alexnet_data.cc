@@ -175,7 +175,12 @@ int run(int argc, char** argv) {
       throw OptionError("--num-classes must be in [0, " + std::to_string(limits::kMaxClasses) +
                         "], got " + std::to_string(num_classes));
     }
-    report(import_idx(images, labels, num_classes, class_names_from(class_names), o));
+    std::vector<std::string> names = class_names_from(class_names);
+    if (!names.empty() && num_classes > 0 && static_cast<int64_t>(names.size()) != num_classes) {
+      throw OptionError("--class-names gives " + std::to_string(names.size()) +
+                        " names for --num-classes " + std::to_string(num_classes));
+    }
+    report(import_idx(images, labels, num_classes, names, o));
   } else if (command == "import-cifar") {
     std::vector<std::string> batches;
     std::string labels;

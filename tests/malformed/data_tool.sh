@@ -58,6 +58,7 @@ put("empty", b"")
 # CIFAR-10 records: label byte, 3072 pixel bytes.
 put("cifar-odd.bin", b"\0" * 3073 * 2 + b"\0" * 100)
 put("cifar-label.bin", b"\3" + b"\0" * 3072 + b"\x0c" + b"\0" * 3072)
+put("cifar100-coarse.bin", b"\x15\x05" + b"\0" * 3072)  # coarse label 21 of 20
 
 # HDF5 shards: a valid one to break in one way each.
 def shard(name, n=4, h=5, w=6, c=3, image_dtype="u1", label_dtype="i4", chunks=None,
@@ -81,6 +82,14 @@ shard("samples-2e40.h5", n=2 ** 40, chunks=(1, 5, 6, 3), write=False, labels_sha
 shard("samples-2e30.h5", n=2 ** 30, chunks=(1024, 5, 6, 3), write=False, labels_shape=(2 ** 30,))
 shard("side-60000.h5", n=1, h=60000, w=60000, c=1, chunks=(1, 64, 64, 1), write=False)
 shard("channels-4.h5", c=4)
+shard("other-shape.h5", h=6, w=5)
+shard("num-classes-string.h5", attrs={"num_classes": "ten"})
+with h5py.File(f"{d}/images-group.h5", "w") as f:
+    f.create_group("images")
+    f.create_dataset("labels", data=np.zeros(4, "i4"))
+with h5py.File(f"{d}/string-images.h5", "w") as f:
+    f.create_dataset("images", data=np.array([b"abc"] * 4 * 5 * 6 * 3).reshape(4, 5, 6, 3))
+    f.create_dataset("labels", data=np.zeros(4, "i4"))
 shard("float-images.h5", image_dtype="f4")
 shard("float-labels.h5", label_dtype="f4")
 shard("labels-short.h5", labels_data=[0, 1, 0])
@@ -179,6 +188,7 @@ expect_error 2 "images-corrupt.idx.gz.*(corrupt|truncated)" -- "${IDX[@]}" --ima
 expect_error 2 "labels-big.idx.*label 200.*out of range" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-big.idx" --num-classes 10
 expect_error 2 "a-folder.*class names" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-10.idx" --class-names "@$F/a-folder"
 expect_error 2 "num-classes" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-10.idx" --num-classes 1000000
+expect_error 2 "bad option: --class-names gives 2 names for --num-classes 10" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-10.idx" --class-names a,b --num-classes 10
 expect_error 2 "gzip-level" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-10.idx" --gzip-level 12
 expect_error 2 "val-fraction" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-10.idx" --val-fraction 1.5
 expect_error 2 "compression" -- "${IDX[@]}" --images "$F/images-10.idx" --labels "$F/labels-10.idx" --compression lz4
@@ -186,6 +196,7 @@ expect_error 2 "compression" -- "${IDX[@]}" --images "$F/images-10.idx" --labels
 # ---- import-cifar ------------------------------------------------------------------------------
 expect_error 2 "cifar-odd.bin.*records" -- "${CIFAR[@]}" --batches "$F/cifar-odd.bin"
 expect_error 2 "cifar-label.bin.*label 12.*out of range" -- "${CIFAR[@]}" --batches "$F/cifar-label.bin"
+expect_error 2 "cifar100-coarse.bin.*label 21.*\[0, 20\)" -- "${CIFAR[@]}" --batches "$F/cifar100-coarse.bin" --labels coarse
 expect_error 2 "a-folder.*folder" -- "${CIFAR[@]}" --batches "$F/a-folder"
 expect_error 2 "empty.*size 0" -- "${CIFAR[@]}" --batches "$F/empty"
 expect_error 2 "--labels" -- "${CIFAR[@]}" --batches "$F/cifar-label.bin" --labels medium
@@ -198,6 +209,10 @@ expect_error 2 "samples-2e40.h5.*images.*1099511627776 samples.*limit" 100 -- "$
 expect_error 2 "samples-2e30.h5.*images.*stores only 0" 100 -- "${INSPECT[@]}" "$F/samples-2e30.h5"
 expect_error 2 "side-60000.h5.*60000x60000.*limit" 100 -- "${INSPECT[@]}" "$F/side-60000.h5"
 expect_error 2 "channels-4.h5.*4 channels" -- "${INSPECT[@]}" "$F/channels-4.h5"
+expect_error 2 "other-shape.h5.*image shape.*disagrees.*good.h5" -- "${INSPECT[@]}" "$F/good.h5" "$F/other-shape.h5"
+expect_error 2 "num-classes-string.h5.*num_classes.*one integer" -- "${INSPECT[@]}" "$F/num-classes-string.h5"
+expect_error 2 "images-group.h5.*'images' is not a dataset" -- "${INSPECT[@]}" "$F/images-group.h5"
+expect_error 2 "string-images.h5.*uint8.*string" -- "${INSPECT[@]}" "$F/string-images.h5"
 expect_error 2 "float-images.h5.*uint8.*float32" -- "${INSPECT[@]}" "$F/float-images.h5"
 expect_error 2 "float-labels.h5.*integer.*float32" -- "${INSPECT[@]}" "$F/float-labels.h5"
 expect_error 2 "labels-short.h5.*shape \[4\]" -- "${INSPECT[@]}" "$F/labels-short.h5"
