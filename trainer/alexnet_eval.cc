@@ -1,19 +1,23 @@
 // alexnet-eval: loss, top-1 and top-5 of a weights file on a dataset, optionally the logits.
-// Exit status: 0 done; 2 bad input or options; 1 any other failure.
+// Exit status (io/cli.h): 0 done; 2 bad input or options; 1 an internal failure.
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "io/augment.h"
 #include "io/checkpoint_file.h"
+#include "io/cli.h"
 #include "io/dataset.h"
 #include "io/error.h"
 #include "io/loader.h"
 #include "trainer/backend.h"
 #include "trainer/evaluate.h"
 #include "trainer/model.h"
+#include "trainer/train_options.h"
 #include "trainer/weights_file.h"
 
 namespace po = boost::program_options;
@@ -37,7 +41,7 @@ int main(int argc, char** argv) {
     ("backend", po::value(&backend_name)->default_value("onednn"), "onednn | reference | cuda")
     ("help,h", "this help");
   // clang-format on
-  try {
+  return io::run_cli("alexnet-eval", [&] {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, d), vm);
     if (vm.count("help")) {
@@ -45,43 +49,58 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(vm);
-    if (batch < 1) throw std::invalid_argument("--batch must be at least 1");
+    require_in_range("--batch", batch, 1, kMaxBatch);
+    require_in_range("--workers", workers, 1, kMaxWorkers);
+    if (!arch.empty()) {
+      try {
+        build_model(arch, 10, 3);
+      } catch (const std::invalid_argument& e) {
+        throw io::OptionError(std::string("--model.arch: ") + e.what());
+      }
+    }
+    std::unique_ptr<Backend> backend;
+    try {
+      backend = make_backend(backend_name);
+    } catch (const std::invalid_argument& e) {
+      throw io::OptionError(std::string("--backend: ") + e.what());
+    }
     io::Dataset dataset = io::Dataset::open(data);
     const io::DatasetMeta& m = dataset.meta();
+    const std::string data_file = "'" + dataset.shards().front().path + "'";
     const std::string stored = weights_arch(weights);
     if (arch.empty()) arch = stored;
     const bool mini = arch == "alexnet-mini";
-    ModelSpec spec =
-        build_model(arch, m.num_classes, m.channels, mini ? m.height : 0, mini ? m.width : 0);
+    ModelSpec spec;
+    try {  // images too small for the arch: the data's fault, named
+      spec = build_model(arch, m.num_classes, m.channels, mini ? m.height : 0, mini ? m.width : 0);
+    } catch (const std::invalid_argument& e) {
+      throw io::DataError(data_file + ": " + e.what());
+    }
     std::vector<float> params, buffers;
     load_weights(weights, spec, params, buffers);
-    std::unique_ptr<Backend> backend = make_backend(backend_name);
+    // No batch larger than the dataset: nothing to gain, and memory to lose.
+    batch = std::max<int64_t>(1, std::min(batch, dataset.size()));
+    if (backend->host_memory()) require_batch_fits("--batch", batch, spec, false);
     Model model(spec, *backend, batch);
     backend->copy_to_device(model.params(), params.data(), params.size() * 4);
     backend->copy_to_device(model.buffers(), buffers.data(), buffers.size() * 4);
-    io::Loader loader(dataset, eval_loader_config(model, dataset, *backend, workers));
+    const io::LoaderConfig lc = eval_loader_config(model, dataset, *backend, workers);
+    try {  // images smaller than the model's input: the data's fault, named
+      io::validate(lc.augment, m.height, m.width, m.channels);
+    } catch (const io::DataError& e) {
+      throw io::DataError(data_file + ": " + e.what());
+    }
+    io::Loader loader(dataset, lc);
     std::vector<float> logits;
     EvalResult r = evaluate(model, *backend, loader, logits_path.empty() ? nullptr : &logits);
     std::printf("loss %.4f top-1 %.2f%% top-5 %.2f%% (%lld images)\n", r.loss, 100 * r.top1,
                 100 * r.top5, static_cast<long long>(r.samples));
     if (!logits_path.empty()) {
-      io::CheckpointWriter w(logits_path);
-      w.add("/logits", {r.samples, m.num_classes}, logits.data());
-      w.set_attribute("/", "weights", weights);
-      w.commit();
+      io::CheckpointWriter out(logits_path);
+      out.add("/logits", {r.samples, m.num_classes}, logits.data());
+      out.set_attribute("/", "weights", weights);
+      out.commit();
     }
     return 0;
-  } catch (const io::DataError& e) {
-    std::cerr << "alexnet-eval: error: " << e.what() << "\n";
-    return 2;
-  } catch (const po::error& e) {
-    std::cerr << "alexnet-eval: bad option: " << e.what() << "\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "alexnet-eval: bad option: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "alexnet-eval: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

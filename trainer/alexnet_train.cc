@@ -3,7 +3,8 @@
 // backward runs); rank 0 writes checkpoints, the metrics log and TensorBoard events. Runs as one
 // process too (no mpirun needed).
 //
-// Exit status (README.md): 0 done; 1 failure; 2 bad input or options; 3 stopped by SIGTERM or
+// Exit status (README.md, io/cli.h): 0 done; 1 internal failure; 2 bad input or options (one
+// line naming the file or option); 3 stopped by SIGTERM or
 // SIGUSR1 after writing a checkpoint (requeue with --resume latest); 4 the loss became NaN or
 // Inf (the last good checkpoint is kept); 5 a peer rank stopped answering (comm.timeout_s).
 #include <malloc.h>
@@ -41,6 +42,8 @@
 #include "trainer/cuda/device_augmenter.h"
 #include "trainer/multi_gpu_step.h"
 #endif
+#include "io/augment.h"
+#include "io/cli.h"
 #include "io/dataset.h"
 #include "io/error.h"
 #include "io/loader.h"
@@ -65,8 +68,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kExitFailure = 1, kExitBadInput = 2, kExitStopped = 3, kExitDiverged = 4,
-              kExitPeerLost = 5;
+using io::kExitBadInput;
+using io::kExitDiverged;
+using io::kExitFailure;
+using io::kExitPeerLost;
+using io::kExitStopped;
+using io::OptionError;
 
 // A problem every rank detects the same way at the same point (so no rank is left waiting):
 // rank 0 reports it, all ranks exit with `code` without aborting the others.
@@ -122,9 +129,43 @@ void check_same_config(comm::Communicator& comm, const std::string& config) {
   }
 }
 
-ModelSpec model_for(const TrainOptions& o, const io::DatasetMeta& m) {
+// The model for the training data; images the arch cannot take (too small for its kernels and
+// pools) are the data's fault, named by its first file.
+ModelSpec model_for(const TrainOptions& o, const io::Dataset& data) {
+  const io::DatasetMeta& m = data.meta();
   const bool mini = o.arch == "alexnet-mini";
-  return build_model(o.arch, m.num_classes, m.channels, mini ? m.height : 0, mini ? m.width : 0);
+  try {
+    return build_model(o.arch, m.num_classes, m.channels, mini ? m.height : 0, mini ? m.width : 0);
+  } catch (const std::invalid_argument& e) {
+    throw io::DataError("'" + data.shards().front().path + "': " + std::to_string(m.channels) +
+                        " x " + std::to_string(m.height) + " x " + std::to_string(m.width) +
+                        " images do not fit " + o.arch + ": " + e.what());
+  }
+}
+
+// A dataset against the model before step 1 (not at the first validation, an epoch later):
+// its classes and channels, and images that the loader's crop fits.
+void check_dataset(const io::Dataset& data, const char* role, const ModelSpec& spec,
+                   const io::AugmentConfig& augment, const io::DatasetMeta& train) {
+  const io::DatasetMeta& m = data.meta();
+  const std::string what = "'" + data.shards().front().path + "' (" + role + ")";
+  if (m.num_classes != spec.num_classes || m.channels != spec.in_channels) {
+    throw io::DataError(what + ": " + std::to_string(m.channels) + "-channel images of " +
+                        std::to_string(m.num_classes) + " classes; the training data has " +
+                        std::to_string(spec.in_channels) + " channels, " +
+                        std::to_string(spec.num_classes) + " classes");
+  }
+  // alexnet-mini takes its input size from the training data: other sizes are other data.
+  if (spec.arch == "alexnet-mini" && (m.height != train.height || m.width != train.width)) {
+    throw io::DataError(what + ": " + std::to_string(m.height) + " x " + std::to_string(m.width) +
+                        " images; the training data's are " + std::to_string(train.height) + " x " +
+                        std::to_string(train.width));
+  }
+  try {
+    io::validate(augment, m.height, m.width, m.channels);
+  } catch (const io::DataError& e) {
+    throw io::DataError(what + ": " + e.what());
+  }
 }
 
 std::vector<DecayRange> decay_ranges(const ModelSpec& spec) {
@@ -297,8 +338,10 @@ io::LoaderConfig Job::train_loader_config(int64_t start_epoch, int64_t start_ste
   lc.augment.lighting_std = static_cast<float>(o_.lighting);
   lc.augment.mean.assign(m.mean.begin(), m.mean.end());
   lc.augment.std.assign(m.std.begin(), m.std.end());
-  lc.augment.layout = backend_->activation_layout() == ActivationLayout::kNHWC ? io::Layout::kNHWC
-                                                                               : io::Layout::kNCHW;
+  // Before the backend exists (the data's check), the layout does not matter.
+  lc.augment.layout = backend_ && backend_->activation_layout() == ActivationLayout::kNHWC
+                          ? io::Layout::kNHWC
+                          : io::Layout::kNCHW;
   lc.augment_on_host = !augment_on_device();
   return lc;
 }
@@ -338,7 +381,11 @@ void Job::resume_or_initialize() {
     } else {
       initialize_parameters(spec_, o_.seed, params_.data(), buffers_.data());
       if (!o_.init_from.empty()) {  // weights in: fine-tuning (fresh only where init.skip says)
-        log_->say(init_from(o_.init_from, o_.init_skip, spec_, params_, buffers_));
+        try {
+          log_->say(init_from(o_.init_from, o_.init_skip, spec_, params_, buffers_));
+        } catch (const std::invalid_argument& e) {  // an init.skip pattern that matches nothing
+          throw OptionError(e.what());
+        }
       }
     }
   }
@@ -472,12 +519,21 @@ void Job::make_backends_and_models(int64_t replica_batch) {
   if (o_.backend == "cuda") {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
-    gpu_assignment_ =
-        comm::assign_gpus(comm_.rank(), comm_.size(), comm_.local_rank(), comm_.local_size(),
-                          o_.gpus_per_rank, cuda_device_count(), host);
+    // Too few GPUs for gpus-per-rank, or no CUDA in this build: the options' fault.
+    try {
+      gpu_assignment_ =
+          comm::assign_gpus(comm_.rank(), comm_.size(), comm_.local_rank(), comm_.local_size(),
+                            o_.gpus_per_rank, cuda_device_count(), host);
+    } catch (const std::invalid_argument& e) {
+      throw OptionError(std::string("backend cuda: ") + e.what());
+    }
     options.device = gpu_assignment_.devices[0];
   }
-  backend_ = make_backend(o_.backend, options);
+  try {
+    backend_ = make_backend(o_.backend, options);
+  } catch (const std::invalid_argument& e) {
+    throw OptionError(e.what());
+  }
   model_ = std::make_unique<Model>(spec_, *backend_, replica_batch, o_.label_smoothing);
   model_->set_dropout(o_.dropout);
   for (size_t g = 1; g < gpu_assignment_.devices.size(); ++g) {
@@ -519,11 +575,20 @@ int Job::run() {
     val_set_ = std::make_unique<io::Dataset>(io::Dataset::open(o_.val_files));
   }
   const io::DatasetMeta& m = train_set_->meta();
-  if (val_set_ &&
-      (val_set_->meta().num_classes != m.num_classes || val_set_->meta().channels != m.channels)) {
-    throw io::DataError("validation data disagrees with the training data on classes or channels");
+  spec_ = model_for(o_, *train_set_);
+  // Both datasets against the model before anything is allocated for it.
+  check_dataset(*train_set_, "data.train", spec_, train_loader_config(0, 0).augment, m);
+  if (val_set_) {
+    io::AugmentConfig center;  // the evaluation loader's (trainer/evaluate.cc)
+    center.crop_height = spec_.height;
+    center.crop_width = spec_.width;
+    center.random_crop = center.flip = false;
+    const io::DatasetMeta& v = val_set_->meta();
+    center.mean.assign(v.mean.begin(), v.mean.end());
+    center.std.assign(v.std.begin(), v.std.end());
+    check_dataset(*val_set_, "data.val", spec_, center, m);
   }
-  spec_ = model_for(o_, m);
+  if (o_.backend != "cuda") require_batch_fits("train.batch_size", o_.batch_size, spec_, true);
   const int gpus = o_.gpus_per_rank;
   make_backends_and_models(o_.batch_size / gpus);
   steps_per_epoch_ =
@@ -552,7 +617,11 @@ int Job::run() {
 #ifdef ALEXNET_WITH_CUDA
   if (!extra_backends_.empty()) cuda::make_current(*backend_);
 #endif
-  schedule_ = std::make_unique<LrSchedule>(schedule_config(o_, steps_per_epoch_));
+  try {  // the run's length is known now (cosine: more steps than warm-up)
+    schedule_ = std::make_unique<LrSchedule>(schedule_config(o_, steps_per_epoch_));
+  } catch (const std::invalid_argument& e) {
+    throw OptionError("optim.schedule " + o_.schedule + ": " + e.what());
+  }
 
   if (rank == 0) std::filesystem::create_directories(o_.run_dir + "/checkpoints");
   comm_.barrier();  // the run directory exists before anyone uses it
@@ -831,7 +900,8 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   TrainOptions o;
-  try {
+  // Before MPI: the shared frame's statuses; -1 goes on to the job.
+  const int early = io::run_cli("alexnet-train", [&] {
     if (!parse_train_options(argc, argv, o)) return 0;
     if (o.version) {
       std::cout << "alexnet-train " << ALEXNET_BUILD_ID << "\n";
@@ -844,17 +914,13 @@ int main(int argc, char** argv) {
     if (o.summary) {
       // With a dataset: its classes and channels; without: ImageNet's 1000 and RGB.
       ModelSpec spec = build_model(o.arch, 1000, 3);
-      if (!o.train_files.empty()) spec = model_for(o, io::Dataset::open(o.train_files).meta());
+      if (!o.train_files.empty()) spec = model_for(o, io::Dataset::open(o.train_files));
       std::cout << summary_table(spec);
       return 0;
     }
-  } catch (const io::DataError& e) {
-    std::cerr << "alexnet-train: error: " << e.what() << "\n";
-    return kExitBadInput;
-  } catch (const std::exception& e) {
-    std::cerr << "alexnet-train: bad option: " << e.what() << "\n";
-    return kExitBadInput;
-  }
+    return -1;
+  });
+  if (early >= 0) return early;
 
   std::unique_ptr<comm::MpiSession> mpi;
   std::unique_ptr<comm::MpiCommunicator> comm;
@@ -868,6 +934,12 @@ int main(int argc, char** argv) {
   const int rank = comm->rank(), world = comm->size();
   const std::string who =
       world > 1 ? "alexnet-train: rank " + std::to_string(rank) + ": " : "alexnet-train: ";
+  // io/cli.h's mapping, with the peers aborted: a rank that fails alone would leave them waiting.
+  auto fail = [&](const std::string& kind, const char* what, int status) {
+    std::cerr << who << kind << ": " << what << "\n";
+    if (world > 1) comm->abort(status);
+    return status;
+  };
   int code = 0;
   try {
     code = Job(o, *comm).run();
@@ -875,21 +947,15 @@ int main(int argc, char** argv) {
     if (rank == 0) std::cerr << "alexnet-train: error: " << e.what() << "\n";
     code = e.code;
   } catch (const comm::PeerLost& e) {  // NCCL: a peer failed or stopped answering
-    std::cerr << who << "error: " << e.what() << "\n";
-    if (world > 1) comm->abort(kExitPeerLost);
-    code = kExitPeerLost;
+    code = fail("error", e.what(), kExitPeerLost);
   } catch (const io::DataError& e) {
-    std::cerr << who << "error: " << e.what() << "\n";
-    if (world > 1) comm->abort(kExitBadInput);
-    code = kExitBadInput;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << who << "bad option: " << e.what() << "\n";
-    if (world > 1) comm->abort(kExitBadInput);
-    code = kExitBadInput;
-  } catch (const std::exception& e) {
-    std::cerr << who << "error: " << e.what() << "\n";
-    if (world > 1) comm->abort(kExitFailure);
-    code = kExitFailure;
+    code = fail("error", e.what(), kExitBadInput);
+  } catch (const OptionError& e) {
+    code = fail("bad option", e.what(), kExitBadInput);
+  } catch (const std::bad_alloc&) {
+    code = fail("internal error", "out of memory", kExitFailure);
+  } catch (const std::exception& e) {  // std::invalid_argument of a broken precondition too
+    code = fail("internal error", e.what(), kExitFailure);
   }
   comm.reset();
   mpi.reset();

@@ -1,17 +1,39 @@
 // The option table of alexnet-train, Boost.Program_options over INI files and argv.
 #include "trainer/train_options.h"
 
+#include <unistd.h>
 #include <boost/program_options.hpp>
 
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
+
+#include "comm/communicator.h"
+#include "io/cli.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/model_spec.h"
+#include "trainer/optimizer.h"
+#include "trainer/precision.h"
 
 namespace po = boost::program_options;
 
 namespace alexnet::trainer {
 namespace {
+
+using io::OptionError;
+
+// A real default shown as written (number_text), not as lexical_cast's 17 digits.
+po::typed_value<double>* with_default(double* value) {
+  return po::value(value)->default_value(*value, number_text(*value));
+}
 
 po::options_description table(TrainOptions& o) {
   po::options_description d("alexnet-train options (config file sections: [model] [data] ...)");
@@ -46,25 +68,25 @@ po::options_description table(TrainOptions& o) {
      "validate every N steps (0: at each epoch's end only)")
     ("train.log_every", po::value(&o.log_every)->default_value(o.log_every),
      "progress line every N steps")
-    ("train.label_smoothing", po::value(&o.label_smoothing)->default_value(0.0),
+    ("train.label_smoothing", with_default(&o.label_smoothing),
      "cross-entropy label smoothing")
     ("augment.random_crop", po::value(&o.random_crop)->default_value(o.random_crop),
      "random crops (else center)")
     ("augment.flip", po::value(&o.flip)->default_value(o.flip), "random horizontal flips")
     ("augment.pad", po::value(&o.pad)->default_value(o.pad), "zero padding before cropping")
-    ("augment.lighting", po::value(&o.lighting)->default_value(o.lighting),
+    ("augment.lighting", with_default(&o.lighting),
      "PCA lighting noise std (the paper: 0.1)")
     ("optim.name", po::value(&o.optimizer)->default_value(o.optimizer), "sgd | adam | adamw")
-    ("optim.lr", po::value(&o.lr)->default_value(o.lr), "base learning rate")
-    ("optim.momentum", po::value(&o.momentum)->default_value(o.momentum), "SGD momentum")
+    ("optim.lr", with_default(&o.lr), "base learning rate")
+    ("optim.momentum", with_default(&o.momentum), "SGD momentum")
     ("optim.momentum_rule", po::value(&o.momentum_rule)->default_value(o.momentum_rule),
      "pytorch | paper (where the learning rate enters the momentum buffer)")
     ("optim.nesterov", po::value(&o.nesterov)->default_value(o.nesterov), "Nesterov momentum")
-    ("optim.weight_decay", po::value(&o.weight_decay)->default_value(o.weight_decay),
+    ("optim.weight_decay", with_default(&o.weight_decay),
      "L2 weight decay (not on biases and batch norm)")
-    ("optim.beta1", po::value(&o.beta1)->default_value(o.beta1), "Adam beta1")
-    ("optim.beta2", po::value(&o.beta2)->default_value(o.beta2), "Adam beta2")
-    ("optim.clip_grad_norm", po::value(&o.clip_grad_norm)->default_value(o.clip_grad_norm),
+    ("optim.beta1", with_default(&o.beta1), "Adam beta1")
+    ("optim.beta2", with_default(&o.beta2), "Adam beta2")
+    ("optim.clip_grad_norm", with_default(&o.clip_grad_norm),
      "clip the global gradient norm (0: off)")
     ("optim.schedule", po::value(&o.schedule)->default_value(o.schedule),
      "constant | step | multistep | cosine | plateau (divide by 10 when val error plateaus)")
@@ -74,8 +96,8 @@ po::options_description table(TrainOptions& o) {
      "step schedule: epochs between decays")
     ("optim.milestones", po::value(&o.milestones)->default_value(""),
      "multistep schedule: epochs, comma-separated")
-    ("optim.gamma", po::value(&o.gamma)->default_value(o.gamma), "decay factor")
-    ("optim.min_lr", po::value(&o.min_lr)->default_value(o.min_lr), "cosine floor")
+    ("optim.gamma", with_default(&o.gamma), "decay factor")
+    ("optim.min_lr", with_default(&o.min_lr), "cosine floor")
     ("optim.plateau_patience", po::value(&o.plateau_patience)->default_value(o.plateau_patience),
      "plateau schedule: validations without improvement before dividing")
     ("train.dropout", po::value(&o.dropout)->default_value(o.dropout),
@@ -84,19 +106,19 @@ po::options_description table(TrainOptions& o) {
      "run folder: checkpoints/, metrics.jsonl, tensorboard/, weights.h5")
     ("run.threads", po::value(&o.threads)->default_value(o.threads),
      "compute threads per rank (0: the node's cores divided among its ranks)")
-    ("comm.bucket_mb", po::value(&o.bucket_mb)->default_value(o.bucket_mb),
+    ("comm.bucket_mb", with_default(&o.bucket_mb),
      "gradient all-reduce bucket size in MB")
     ("comm.overlap", po::value(&o.overlap)->default_value(o.overlap),
      "all-reduce gradient buckets while backward runs")
     ("comm.wire", po::value(&o.wire)->default_value(o.wire),
      "gradient values on the wire: fp32 | bf16 | fp16 (sums stay fp32)")
-    ("comm.timeout_s", po::value(&o.comm_timeout_s)->default_value(o.comm_timeout_s),
+    ("comm.timeout_s", with_default(&o.comm_timeout_s),
      "end the job when no step or evaluation batch completes for this long (0: never)")
     ("checkpoint.every_steps",
      po::value(&o.checkpoint_every_steps)->default_value(o.checkpoint_every_steps),
      "checkpoint every N steps (0: off)")
     ("checkpoint.every_minutes",
-     po::value(&o.checkpoint_every_minutes)->default_value(o.checkpoint_every_minutes),
+     with_default(&o.checkpoint_every_minutes),
      "checkpoint every N minutes of training (0: off)")
     ("checkpoint.keep", po::value(&o.checkpoint_keep)->default_value(o.checkpoint_keep),
      "checkpoints kept (the newest; 0: all)")
@@ -112,6 +134,148 @@ po::options_description table(TrainOptions& o) {
     ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialization, data, dropout");
   // clang-format on
   return d;
+}
+
+}  // namespace
+
+namespace {
+
+// The config file's text parsed into vm, refusing what is not a readable regular file: an
+// ifstream opens a folder without complaint and reads it as an empty configuration.
+void store_config_file(const std::string& file, const po::options_description& options,
+                       po::variables_map& vm) {
+  const std::string what = "--config '" + file + "'";
+  std::error_code ec;
+  const auto status = std::filesystem::status(file, ec);
+  if (!std::filesystem::exists(status)) throw OptionError(what + ": no such file");
+  if (std::filesystem::is_directory(status)) throw OptionError(what + ": is a directory");
+  if (!std::filesystem::is_regular_file(status)) throw OptionError(what + ": not a regular file");
+  std::ifstream in(file);
+  if (!in) throw OptionError(what + ": cannot be read: " + std::strerror(errno));
+  try {
+    po::store(po::parse_config_file(in, options, /*allow_unregistered=*/false), vm);
+  } catch (const po::error& e) {
+    throw OptionError(what + ": " + e.what());
+  }
+  if (in.bad()) throw OptionError(what + ": read error: " + std::strerror(errno));
+}
+
+// A name that a library parser checks (throwing std::invalid_argument), refused as the option.
+template <class Parse>
+void check_name(const std::string& option, Parse&& parse) {
+  try {
+    parse();
+  } catch (const std::invalid_argument& e) {
+    throw OptionError(option + ": " + e.what());
+  }
+}
+
+void check_values(const TrainOptions& o) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  constexpr int64_t kBig = std::numeric_limits<int64_t>::max() / 4;  // step arithmetic stays exact
+  require_in_range("gpus-per-rank", o.gpus_per_rank, 1, 64);
+  require_in_range("data.workers", o.data_workers, 1, kMaxWorkers);
+  require_in_range("train.batch_size", o.batch_size, 1, kMaxBatch);
+  require_in_range("train.epochs", o.epochs, 1, 1000000);
+  require_in_range("train.max_steps", o.max_steps, 0, kBig);
+  require_in_range("train.val_every", o.val_every, 0, kBig);
+  require_in_range("train.log_every", o.log_every, 0, kBig);
+  require_finite_in_range("train.label_smoothing", o.label_smoothing, 0, 1, false, true);
+  require_in_range("augment.pad", o.pad, 0, 1024);
+  require_finite_in_range("augment.lighting", o.lighting, 0, kInf, false, true);
+  require_finite_in_range("optim.lr", o.lr, 0, kInf, true, true);
+  require_finite_in_range("optim.momentum", o.momentum, 0, 1, false, true);
+  require_finite_in_range("optim.weight_decay", o.weight_decay, 0, kInf, false, true);
+  require_finite_in_range("optim.beta1", o.beta1, 0, 1, false, true);
+  require_finite_in_range("optim.beta2", o.beta2, 0, 1, false, true);
+  require_finite_in_range("optim.clip_grad_norm", o.clip_grad_norm, 0, kInf, false, true);
+  require_in_range("optim.warmup_steps", o.warmup_steps, 0, kBig);
+  require_in_range("optim.step_epochs", o.step_epochs, 1, 1000000);
+  require_in_range("optim.plateau_patience", o.plateau_patience, 0, kBig);
+  require_finite_in_range("optim.gamma", o.gamma, 0, kInf, true, true);
+  require_finite_in_range("optim.min_lr", o.min_lr, 0, kInf, false, true);
+  require_in_range("run.threads", o.threads, 0, kMaxThreads);
+  require_finite_in_range("comm.bucket_mb", o.bucket_mb, 0, 65536, true, false);
+  require_finite_in_range("comm.timeout_s", o.comm_timeout_s, 0, 1e9);
+  require_in_range("checkpoint.every_steps", o.checkpoint_every_steps, 0, kBig);
+  require_finite_in_range("checkpoint.every_minutes", o.checkpoint_every_minutes, 0, 1e9);
+  require_in_range("checkpoint.keep", o.checkpoint_keep, 0, 1000000);
+  // The profiler reserves its events up front (4096 a step).
+  require_in_range("profile.steps", o.profile_steps, 0, 100000);
+  require_in_range("profile.start", o.profile_start, 0, kBig);
+}
+
+void check_names(const TrainOptions& o) {
+  check_name("model.arch", [&] { build_model(o.arch, 10, 3); });
+  if (o.backend != "onednn" && o.backend != "reference" && o.backend != "cuda") {
+    throw OptionError("backend '" + o.backend + "': expected onednn, reference or cuda");
+  }
+  if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16") {
+    throw OptionError("precision '" + o.precision + "': expected fp32, bf16 or fp16");
+  }
+  if (o.augment_on != "auto" && o.augment_on != "host" && o.augment_on != "device") {
+    throw OptionError("data.augment_on '" + o.augment_on + "': expected host, device or auto");
+  }
+  if (o.wire != "fp32" && o.wire != "bf16" && o.wire != "fp16") {
+    throw OptionError("comm.wire '" + o.wire + "': expected fp32, bf16 or fp16");
+  }
+  check_name("optim.name", [&] { parse_optimizer_kind(o.optimizer); });
+  check_name("optim.momentum_rule", [&] { parse_momentum_rule(o.momentum_rule); });
+  check_name("optim.schedule", [&] { parse_lr_schedule_kind(o.schedule); });
+  if (!o.milestones.empty())
+    check_name("optim.milestones", [&] { parse_milestones(o.milestones); });
+  for (const std::string& p : o.init_skip) {
+    try {
+      std::regex(p, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw OptionError("init.skip '" + p + "' is not a regular expression: " + e.what());
+    }
+  }
+}
+
+// The combinations the optimizer and the schedule refuse, checked now (they would throw
+// std::invalid_argument, an internal error, once the job has started).
+void check_combinations(const TrainOptions& o) {
+  if (o.augment_on == "device" && (o.backend != "cuda" || o.gpus_per_rank > 1)) {
+    throw OptionError("data.augment_on device needs backend cuda with one GPU per rank");
+  }
+  if (o.gpus_per_rank > 1 && o.backend != "cuda") {
+    throw OptionError("gpus-per-rank " + std::to_string(o.gpus_per_rank) +
+                      " needs backend cuda, not " + o.backend);
+  }
+  if (o.gpus_per_rank > 1 && o.batch_size % o.gpus_per_rank != 0) {
+    throw OptionError("train.batch_size " + std::to_string(o.batch_size) +
+                      " does not split evenly over " + std::to_string(o.gpus_per_rank) +
+                      " GPUs per rank");
+  }
+  if (o.precision != "fp32" && o.backend != "cuda") {
+    throw OptionError("precision " + o.precision + " needs the cuda backend: the " + o.backend +
+                      " backend computes in fp32");
+  }
+  OptimizerConfig oc;
+  oc.name = o.optimizer;
+  oc.momentum = o.momentum;
+  oc.nesterov = o.nesterov;
+  oc.momentum_rule = o.momentum_rule;
+  oc.weight_decay = o.weight_decay;
+  oc.beta1 = o.beta1;
+  oc.beta2 = o.beta2;
+  oc.clip_grad_norm = o.clip_grad_norm;
+  check_name("optim", [&] { validate(oc); });
+  // The run's length is unknown until the data is open: a long one here, the job checks again.
+  LrScheduleConfig sc;
+  sc.name = o.schedule;
+  sc.base_lr = o.lr;
+  sc.steps_per_epoch = 1;
+  sc.gamma = o.gamma;
+  sc.step_epochs = o.step_epochs;
+  if (!o.milestones.empty()) sc.milestones = parse_milestones(o.milestones);
+  sc.total_steps = std::numeric_limits<int64_t>::max() / 4;
+  sc.min_lr = o.min_lr;
+  sc.warmup_steps = o.warmup_steps;
+  sc.plateau_factor = o.gamma;
+  sc.plateau_patience = o.plateau_patience;
+  check_name("optim", [&] { validate(sc); });
 }
 
 }  // namespace
@@ -138,46 +302,70 @@ bool parse_train_options(int argc, char** argv, TrainOptions& o) {
       std::cout << "usage: alexnet-train --config FILE [--section.key=value ...]\n" << all;
       return false;
     }
-    if (vm.count("config")) {
-      const std::string file = vm["config"].as<std::string>();
-      std::ifstream in(file);
-      if (!in) throw std::invalid_argument("config file '" + file + "' cannot be read");
-      po::store(po::parse_config_file(in, options, /*allow_unregistered=*/false), vm);
-    }
+    if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), options, vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    throw std::invalid_argument(e.what());
+    throw OptionError(e.what());
   }
-  if (o.batch_size < 1) throw std::invalid_argument("train.batch_size must be at least 1");
-  if (o.epochs < 1) throw std::invalid_argument("train.epochs must be at least 1");
-  if (o.data_workers < 1) throw std::invalid_argument("data.workers must be at least 1");
-  if (!(o.lr > 0)) throw std::invalid_argument("optim.lr must be positive");
-  if (!(o.bucket_mb > 0)) throw std::invalid_argument("comm.bucket_mb must be positive");
-  if (o.threads < 0) throw std::invalid_argument("run.threads must be 0 or more");
-  if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16") {
-    throw std::invalid_argument("precision '" + o.precision + "': expected fp32, bf16 or fp16");
-  }
-  if (o.augment_on != "auto" && o.augment_on != "host" && o.augment_on != "device") {
-    throw std::invalid_argument("data.augment_on '" + o.augment_on +
-                                "': expected host, device or auto");
-  }
-  if (o.augment_on == "device" && (o.backend != "cuda" || o.gpus_per_rank > 1)) {
-    throw std::invalid_argument("data.augment_on device needs backend cuda with one GPU per rank");
-  }
-  if (o.gpus_per_rank < 1) throw std::invalid_argument("gpus-per-rank must be at least 1");
-  if (o.gpus_per_rank > 1 && o.backend != "cuda") {
-    throw std::invalid_argument("gpus-per-rank " + std::to_string(o.gpus_per_rank) +
-                                " needs backend cuda, not " + o.backend);
-  }
-  if (o.gpus_per_rank > 1 && o.batch_size % o.gpus_per_rank != 0) {
-    throw std::invalid_argument("train.batch_size " + std::to_string(o.batch_size) +
-                                " does not split evenly over " + std::to_string(o.gpus_per_rank) +
-                                " GPUs per rank");
-  }
-  if (o.wire != "fp32" && o.wire != "bf16" && o.wire != "fp16") {
-    throw std::invalid_argument("comm.wire '" + o.wire + "': expected fp32, bf16 or fp16");
-  }
+  check_values(o);
+  check_names(o);
+  check_combinations(o);
   return true;
+}
+
+void require_in_range(const std::string& option, int64_t value, int64_t lo, int64_t hi) {
+  if (value >= lo && value <= hi) return;
+  throw OptionError(option + " " + std::to_string(value) + ": expected " +
+                    (hi == std::numeric_limits<int64_t>::max() / 4
+                         ? "at least " + std::to_string(lo)
+                         : "a value in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]"));
+}
+
+void require_finite_in_range(const std::string& option, double value, double lo, double hi,
+                             bool lo_open, bool hi_open) {
+  const bool above = lo_open ? value > lo : value >= lo;
+  const bool below = hi_open ? value < hi : value <= hi;
+  if (std::isfinite(value) && above && below) return;
+  std::string range = std::string(lo_open ? "(" : "[") + number_text(lo) + ", " +
+                      (std::isinf(hi) ? "inf)" : number_text(hi) + (hi_open ? ")" : "]"));
+  throw OptionError(option + " " + number_text(value) + ": expected a finite value in " + range);
+}
+
+void require_batch_fits(const std::string& option, int64_t batch, const ModelSpec& spec,
+                        bool training) {
+  double per_image = 0;  // floats
+  for (const LayerSpec& l : spec.layers) {
+    double n = 1;
+    for (int64_t d : l.out_shape) n *= static_cast<double>(d);
+    per_image += n;
+  }
+  const double bytes = static_cast<double>(batch) * per_image * 4 * (training ? 2 : 1);
+  const double memory =
+      static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (memory > 0 && bytes > memory) {
+    auto gib = [](double b) { return std::to_string(static_cast<int64_t>(b / (1 << 30)) + 1); };
+    throw OptionError(option + " " + std::to_string(batch) + ": " + spec.arch +
+                      "'s activations at this batch need about " + gib(bytes) +
+                      " GiB, more than this machine's " + gib(memory) + " GiB");
+  }
+}
+
+std::string number_text(double value) {
+  char fixed[400], sci[64];
+  const auto f = std::to_chars(fixed, fixed + sizeof fixed, value, std::chars_format::fixed);
+  const auto e = std::to_chars(sci, sci + sizeof sci, value, std::chars_format::scientific);
+  if (f.ec != std::errc{} || e.ec != std::errc{}) return std::to_string(value);
+  std::string a(fixed, f.ptr), b(sci, e.ptr);
+  // "5e-04" -> "5e-4", "1e+05" -> "1e5"
+  const size_t x = b.find('e');
+  if (x != std::string::npos) {
+    std::string mantissa = b.substr(0, x), exponent = b.substr(x + 1);
+    const bool negative = !exponent.empty() && exponent[0] == '-';
+    if (!exponent.empty() && (exponent[0] == '-' || exponent[0] == '+')) exponent.erase(0, 1);
+    exponent.erase(0, std::min(exponent.find_first_not_of('0'), exponent.size() - 1));
+    b = mantissa + "e" + (negative ? "-" : "") + exponent;
+  }
+  return b.size() < a.size() ? b : a;
 }
 
 std::string config_text(const TrainOptions& o) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/model_spec.h"
+
 namespace alexnet::trainer {
 
 struct TrainOptions {
@@ -64,8 +66,30 @@ struct TrainOptions {
 };
 
 // Parses argv (and the --config file). Returns false after printing --help. Throws
-// std::invalid_argument with a one-line message for a bad or unknown option or a bad value.
+// io::OptionError (io/cli.h) with a one-line message naming the option (or the config file) for
+// a bad or unknown option, a value out of range or not finite, or a combination that cannot run.
 bool parse_train_options(int argc, char** argv, TrainOptions& options);
+
+// Shared by the tools' option checks (alexnet-train, -eval, -export, -predict).
+// Sane bounds on sizes taken from options, checked before anything is allocated.
+inline constexpr int64_t kMaxBatch = int64_t{1} << 16;  // images per forward pass
+inline constexpr int64_t kMaxWorkers = 256;             // loader threads
+inline constexpr int64_t kMaxThreads = 4096;            // compute threads
+
+// Throws io::OptionError("OPTION VALUE: expected ...") unless lo <= value <= hi.
+void require_in_range(const std::string& option, int64_t value, int64_t lo, int64_t hi);
+// The same for a real value, which must also be finite; `lo_open` / `hi_open` exclude the bound.
+void require_finite_in_range(const std::string& option, double value, double lo, double hi,
+                             bool lo_open = false, bool hi_open = false);
+
+// Refuses a batch whose activations (and, training, their gradients) would not fit in this
+// machine's memory, naming the option: a huge batch would otherwise end in std::bad_alloc.
+void require_batch_fits(const std::string& option, int64_t batch, const ModelSpec& spec,
+                        bool training);
+
+// The shortest text that reads back as `value`, fixed or scientific (0.9, 5e-4, 600): the
+// defaults as --help prints them (Boost's own lexical_cast prints 0.90000000000000002).
+std::string number_text(double value);
 
 // The resolved configuration as INI text (stored with the weights; printed by --print-config).
 std::string config_text(const TrainOptions& options);

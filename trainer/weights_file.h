@@ -15,7 +15,8 @@ void save_weights(const std::string& path, const ModelSpec& spec, const std::vec
                   const std::vector<float>& buffers, const std::string& config);
 
 // Fills host params and buffers (sized for `spec`) from a weights file; the file's arch and every
-// tensor's shape must match (io::DataError naming the file and the tensor otherwise).
+// tensor's shape must match (io::DataError naming the file and the tensor otherwise), checked
+// before anything is allocated: the file bounds what is read.
 void load_weights(const std::string& path, const ModelSpec& spec, std::vector<float>& params,
                   std::vector<float>& buffers);
 
@@ -24,6 +25,14 @@ void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector
                const std::vector<float>& buffers);
 void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
                 std::vector<float>& buffers);
+
+// Bounds on the sizes a model file's /model attributes give (num_classes, in_channels,
+// input_height, input_width), checked before a model is built from them: a forged or damaged
+// attribute must end in a one-line io::DataError, not in std::bad_alloc.
+inline constexpr int64_t kMaxModelClasses = int64_t{1} << 24;  // as datasets (io/dataset.cc)
+inline constexpr int64_t kMaxModelInputSide = 4096;            // pixels
+void check_model_sizes(const std::string& path, int64_t num_classes, int64_t channels,
+                       int64_t height, int64_t width);
 
 // The arch a weights file was saved with.
 std::string weights_arch(const std::string& path);

@@ -1,13 +1,16 @@
 // alexnet-export: a weights file or training checkpoint as ONNX (for onnxruntime and other
 // inference engines) or safetensors (PyTorch state_dict names, for torch and for --init.from).
-// Exit status: 0 done; 2 bad input or options (a damaged file, an unknown arch, what cannot be
-// exported); 1 any other failure.
+// Exit status (io/cli.h): 0 done; 2 bad input or options (a damaged file, an unknown arch, what
+// cannot be exported); 1 an internal failure.
 #include <boost/program_options.hpp>
 
+#include <cstdint>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "io/cli.h"
 #include "io/error.h"
 #include "trainer/export/onnx_export.h"
 #include "trainer/export/safetensors_file.h"
@@ -39,7 +42,7 @@ int main(int argc, char** argv) {
     ("std", po::value(&std), "per-channel std in pixel units, comma-separated (overrides)")
     ("help,h", "this help");
   // clang-format on
-  try {
+  return io::run_cli("alexnet-export", [&] {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, d), vm);
     if (vm.count("help")) {
@@ -49,7 +52,7 @@ int main(int argc, char** argv) {
     }
     po::notify(vm);
     if (format != "onnx" && format != "safetensors") {
-      throw std::invalid_argument("--format '" + format + "': expected onnx or safetensors");
+      throw io::OptionError("--format '" + format + "': expected onnx or safetensors");
     }
     OnnxExportOptions options;
     options.with_preprocessing = with_preprocessing;
@@ -60,13 +63,15 @@ int main(int argc, char** argv) {
       } catch (const std::exception&) {
         used = 0;
       }
-      if (used != batch_dim.size() || options.batch < 1) {
-        throw std::invalid_argument("--batch-dim '" + batch_dim +
-                                    "': expected dynamic or a positive batch size");
+      // ONNX runtimes take int32 dimensions.
+      if (used != batch_dim.size() || options.batch < 1 ||
+          options.batch > std::numeric_limits<int32_t>::max()) {
+        throw io::OptionError("--batch-dim '" + batch_dim +
+                              "': expected dynamic or a batch size in [1, 2147483647]");
       }
     }
     if (format == "safetensors" && (with_preprocessing || batch_dim != "dynamic")) {
-      throw std::invalid_argument("--with-preprocessing and --batch-dim apply to onnx only");
+      throw io::OptionError("--with-preprocessing and --batch-dim apply to onnx only");
     }
     StoredModel model = load_stored_model(checkpoint);
     if (!data.empty()) set_data_from(model, data);
@@ -80,17 +85,5 @@ int main(int argc, char** argv) {
               << " classes, input " << model.spec.in_channels << " x " << model.spec.height << " x "
               << model.spec.width << "\n";
     return 0;
-  } catch (const io::DataError& e) {
-    std::cerr << "alexnet-export: error: " << e.what() << "\n";
-    return 2;
-  } catch (const po::error& e) {
-    std::cerr << "alexnet-export: bad option: " << e.what() << "\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "alexnet-export: bad option: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "alexnet-export: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -7,7 +7,7 @@
 // S defaults to 256 for the full-size variants (import-folder's default, from which they crop
 // 224 or 227) and to the input size for alexnet-mini (its datasets are stored at that size). A
 // 1-channel model gets the images in gray (ITU-R 601 luma, as PIL's convert("L")).
-// Exit status: 0 done; 2 bad input or options; 1 any other failure.
+// Exit status (io/cli.h): 0 done; 2 bad input or options; 1 an internal failure.
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "io/augment.h"
+#include "io/cli.h"
 #include "io/dataset.h"
 #include "io/error.h"
 #include "io/image_decode.h"
@@ -30,12 +31,17 @@
 #include "trainer/evaluate.h"
 #include "trainer/export/stored_model.h"
 #include "trainer/model.h"
+#include "trainer/train_options.h"
 
 namespace po = boost::program_options;
 using namespace alexnet;
 using namespace alexnet::trainer;
 
 namespace {
+
+// The largest --resize: the decoded and squared image is resize^2 x 3 bytes (48 MiB here), as
+// big as the data layer's largest stored image side.
+constexpr int64_t kMaxResize = 4096;
 
 struct Ranked {
   int64_t index;
@@ -79,7 +85,10 @@ class Printer {
             {{"class", r.index}, {"name", name(r.index)}, {"probability", r.probability}});
       }
       line["top"] = top;
-      std::cout << line.dump() << "\n";
+      // File names need not be UTF-8 (nor class names): invalid bytes become U+FFFD instead of
+      // nlohmann's type_error.
+      std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                << "\n";
       return;
     }
     std::cout << (item.is_string() ? item.get<std::string>() : key + " " + item.dump()) << "\n";
@@ -146,7 +155,7 @@ int main(int argc, char** argv) {
   // clang-format on
   po::positional_options_description positional;
   positional.add("image", -1);
-  try {
+  return io::run_cli("alexnet-predict", [&] {
     po::variables_map vm;
     po::store(po::command_line_parser(argc, argv).options(d).positional(positional).run(), vm);
     if (vm.count("help")) {
@@ -157,14 +166,20 @@ int main(int argc, char** argv) {
     }
     po::notify(vm);
     if (images.empty() == data.empty()) {
-      throw std::invalid_argument("give images or --data, not both nor neither");
+      throw io::OptionError("give images or --data, not both nor neither");
     }
-    if (top < 1) throw std::invalid_argument("--top must be at least 1");
-    if (batch < 1) throw std::invalid_argument("--batch must be at least 1");
+    require_in_range("--top", top, 1, int64_t{1} << 24);
+    require_in_range("--batch", batch, 1, kMaxBatch);
+    require_in_range("--resize", resize, 0, kMaxResize);
     StoredModel m = load_stored_model(checkpoint);
     set_normalization(m, mean, std);
     const ModelSpec& spec = m.spec;
-    std::unique_ptr<Backend> backend = make_backend(backend_name);
+    std::unique_ptr<Backend> backend;
+    try {
+      backend = make_backend(backend_name);
+    } catch (const std::invalid_argument& e) {
+      throw io::OptionError(std::string("--backend: ") + e.what());
+    }
 
     if (!data.empty()) {  // a dataset: alexnet-eval's pipeline, then the top classes per sample
       io::Dataset dataset = io::Dataset::open(data);
@@ -176,11 +191,19 @@ int main(int argc, char** argv) {
                             std::to_string(spec.in_channels) + " channels, " +
                             std::to_string(spec.num_classes) + " classes");
       }
-      Model model(spec, *backend, batch);
+      const int64_t data_batch = std::max<int64_t>(1, std::min(batch, dataset.size()));
+      if (backend->host_memory()) require_batch_fits("--batch", data_batch, spec, false);
+      Model model(spec, *backend, data_batch);
       backend->copy_to_device(model.params(), m.params.data(), m.params.size() * 4);
       backend->copy_to_device(model.buffers(), m.buffers.data(),
                               static_cast<size_t>(spec.buffer_floats) * 4);
-      io::Loader loader(dataset, eval_loader_config(model, dataset, *backend, 2));
+      const io::LoaderConfig lc = eval_loader_config(model, dataset, *backend, 2);
+      try {  // images smaller than the model's input: the data's fault, named
+        io::validate(lc.augment, meta.height, meta.width, meta.channels);
+      } catch (const io::DataError& e) {
+        throw io::DataError("'" + dataset.shards().front().path + "': " + e.what());
+      }
+      io::Loader loader(dataset, lc);
       std::vector<float> logits;
       evaluate(model, *backend, loader, &logits);
       const Printer printer(json, top, meta.class_names.empty() ? m.class_names : meta.class_names);
@@ -199,8 +222,9 @@ int main(int argc, char** argv) {
     }
     if (resize == 0) resize = spec.arch == "alexnet-mini" ? std::max(spec.height, spec.width) : 256;
     if (resize < spec.height || resize < spec.width) {
-      throw std::invalid_argument("--resize " + std::to_string(resize) +
-                                  " is smaller than the model's input");
+      throw io::OptionError("--resize " + std::to_string(resize) + " is smaller than the model's " +
+                            std::to_string(spec.height) + " x " + std::to_string(spec.width) +
+                            " input");
     }
     io::AugmentConfig config;
     config.crop_height = spec.height;
@@ -212,6 +236,7 @@ int main(int argc, char** argv) {
     io::validate(config, resize, resize, spec.in_channels);
     const int64_t n = static_cast<int64_t>(images.size());
     const int64_t model_batch = std::min(batch, n);
+    if (backend->host_memory()) require_batch_fits("--batch", model_batch, spec, false);
     Model model(spec, *backend, model_batch);
     backend->copy_to_device(model.params(), m.params.data(), m.params.size() * 4);
     backend->copy_to_device(model.buffers(), m.buffers.data(),
@@ -236,17 +261,5 @@ int main(int argc, char** argv) {
       }
     }
     return 0;
-  } catch (const io::DataError& e) {
-    std::cerr << "alexnet-predict: error: " << e.what() << "\n";
-    return 2;
-  } catch (const po::error& e) {
-    std::cerr << "alexnet-predict: bad option: " << e.what() << "\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "alexnet-predict: bad option: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "alexnet-predict: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -1,6 +1,7 @@
 // Rebuilding a model from a weights file or checkpoint, and its state_dict as safetensors.
 #include "trainer/export/stored_model.h"
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -128,6 +129,11 @@ void set_normalization(StoredModel& m, const std::string& mean, const std::strin
       if (used == 0 || used != part.size()) {
         throw io::DataError(std::string("--") + what + " '" + text +
                             "': not comma-separated numbers");
+      }
+      // Pixel units: a finite number of a plausible size (stod takes "nan" and "inf").
+      if (!std::isfinite(v) || std::abs(v) > 1e6) {
+        throw io::DataError(std::string("--") + what + " '" + text +
+                            "': values must be finite numbers of pixel units (|v| <= 1e6)");
       }
       values.push_back(v);
     }
