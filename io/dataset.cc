@@ -205,7 +205,8 @@ ShardHeader read_header(const std::string& path, hid_t file, hid_t images,
     h.std = h5::read_float_array_attribute(root.get(), format::kStd, what, 64);
   }
   if (h5::has_attribute(root.get(), format::kSource)) {
-    h.source = h5::read_string_attribute(root.get(), format::kSource, what);
+    h.source = h5::read_string_attribute(root.get(), format::kSource, what,
+                                         limits::kMaxStringAttributeBytes);
   }
   auto check_per_channel = [&](const std::vector<double>& v, const char* name) {
     if (!v.empty() && static_cast<int64_t>(v.size()) != h.channels) {

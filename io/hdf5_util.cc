@@ -6,7 +6,6 @@
 #include <memory>
 
 #include "io/error.h"
-#include "io/limits.h"
 
 namespace alexnet::io::h5 {
 namespace {
@@ -321,7 +320,8 @@ std::vector<double> read_float_array_attribute(hid_t obj, const std::string& nam
   return values;
 }
 
-std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& what) {
+std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& what,
+                                  size_t max_bytes) {
   std::string context = "reading attribute '" + name + "' of " + what;
   Handle attr(ALEXNET_H5_CHECK(H5Aopen(obj, name.c_str(), H5P_DEFAULT), context));
   Handle space(ALEXNET_H5_CHECK(H5Aget_space(attr.get()), context));
@@ -330,8 +330,7 @@ std::string read_string_attribute(hid_t obj, const std::string& name, const std:
     throw DataError(what + ": attribute '" + name + "' must be one string, found " +
                     std::to_string(count));
   }
-  return read_strings(attr.get(), space.get(), 1, what + " attribute '" + name + "'",
-                      limits::kMaxStringAttributeBytes)
+  return read_strings(attr.get(), space.get(), 1, what + " attribute '" + name + "'", max_bytes)
       .front();
 }
 

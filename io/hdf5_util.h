@@ -80,7 +80,8 @@ int64_t read_int_attribute(hid_t obj, const std::string& name, const std::string
 std::vector<double> read_float_array_attribute(hid_t obj, const std::string& name,
                                                const std::string& what,
                                                size_t max_count = SIZE_MAX);
-std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& what);
+std::string read_string_attribute(hid_t obj, const std::string& name, const std::string& what,
+                                  size_t max_bytes = SIZE_MAX);
 std::vector<std::string> read_string_array_attribute(hid_t obj, const std::string& name,
                                                      const std::string& what,
                                                      size_t max_count = SIZE_MAX,
