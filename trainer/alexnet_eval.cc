@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -63,6 +64,14 @@ int main(int argc, char** argv) {
       backend = make_backend(backend_name);
     } catch (const std::invalid_argument& e) {
       throw io::OptionError(std::string("--backend: ") + e.what());
+    }
+    if (!logits_path.empty()) {  // before the evaluation, not after it
+      const std::filesystem::path parent = std::filesystem::path(logits_path).parent_path();
+      std::error_code ec;
+      if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+        throw io::OptionError("--logits '" + logits_path + "': folder '" + parent.string() +
+                              "' does not exist");
+      }
     }
     io::Dataset dataset = io::Dataset::open(data);
     const io::DatasetMeta& m = dataset.meta();

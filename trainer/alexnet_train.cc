@@ -314,6 +314,9 @@ class Job {
   CheckpointPosition position_;         // of the next step
   int64_t steps_per_epoch_ = 0;
   std::string last_checkpoint_;
+  // Rank 0: the step this run started from (-1: fresh) until its first checkpoint, which first
+  // sets aside the folder's later ones (damaged, or an abandoned branch); then -2.
+  int64_t set_aside_after_ = -2;
   std::string config_;
 };
 
@@ -439,6 +442,18 @@ void Job::write_checkpoint(int64_t epoch, int64_t step_in_epoch) {
   if (comm_.rank() != 0) return;
   const std::string dir = o_.run_dir + "/checkpoints";
   const std::string path = checkpoint_path(dir, position_.step);
+  if (set_aside_after_ >= -1) {  // only a run that writes one moves any (a refused run: none)
+    const bool fresh = set_aside_after_ == -1;
+    std::string line = fresh ? std::string("moved checkpoints of an earlier run (starting fresh)")
+                             : "moved checkpoints after step " + std::to_string(set_aside_after_);
+    line.append(" into ").append(dir).append("/abandoned/:");
+    const auto moved = set_aside_checkpoints_after(dir, set_aside_after_);
+    for (const std::string& f : moved) {
+      line.append(" ").append(std::filesystem::path(f).filename().string());
+    }
+    if (!moved.empty()) log_->say(line);
+    set_aside_after_ = -2;
+  }
   backend_->copy_to_host(params_.data(), model_->params(), params_.size() * 4);
   backend_->copy_to_host(buffers_.data(), model_->buffers(),
                          static_cast<size_t>(spec_.buffer_floats) * 4);
@@ -623,25 +638,18 @@ int Job::run() {
     throw OptionError("optim.schedule " + o_.schedule + ": " + e.what());
   }
 
-  if (rank == 0) std::filesystem::create_directories(o_.run_dir + "/checkpoints");
+  if (rank == 0) {
+    std::error_code ec;  // a file in the way, no permission: the option's fault
+    std::filesystem::create_directories(o_.run_dir + "/checkpoints", ec);
+    if (ec) throw OptionError("run.dir '" + o_.run_dir + "': cannot create it: " + ec.message());
+  }
   comm_.barrier();  // the run directory exists before anyone uses it
   log_ = std::make_unique<RunLog>(o_.run_dir, rank == 0);
   if (!gpu_assignment_.devices.empty()) {
     log_->say(comm::describe_gpu_assignment(gpu_assignment_, std::getenv("CUDA_VISIBLE_DEVICES")));
   }
   resume_or_initialize();
-  if (rank == 0) {  // newer checkpoints (damaged, or an abandoned branch) out of this run's way
-    const std::string dir = o_.run_dir + "/checkpoints";
-    const bool fresh = last_checkpoint_.empty();
-    std::string line = fresh ? std::string("moved checkpoints of an earlier run (starting fresh)")
-                             : "moved checkpoints after step " + std::to_string(position_.step);
-    line.append(" into ").append(dir).append("/abandoned/:");
-    const auto moved = set_aside_checkpoints_after(dir, fresh ? -1 : position_.step);
-    for (const std::string& f : moved) {
-      line.append(" ").append(std::filesystem::path(f).filename().string());
-    }
-    if (!moved.empty()) log_->say(line);
-  }
+  set_aside_after_ = last_checkpoint_.empty() ? -1 : position_.step;
   backend_->copy_to_device(model_->params(), params_.data(), params_.size() * 4);
   backend_->copy_to_device(model_->buffers(), buffers_.data(),
                            static_cast<size_t>(spec_.buffer_floats) * 4);

@@ -122,6 +122,8 @@ expect_error 2 "truncated.h5" $MB -- "${T16[@]}" --resume "$WORK/truncated.h5"
 expect_error 2 "train-00000.h5" $MB -- "${T16[@]}" --resume "$TRAIN_H5"
 expect_error 2 "text.h5" $MB -- "${BASE[@]}" --data.train "$TRAIN_H5" --train.batch_size 16 \
   --run.dir "$WORK/run-init" --init.from "$WORK/text.h5"
+expect_error 2 "run.dir '/etc/passwd'" $MB -- "${BASE[@]}" --data.train "$TRAIN_H5" \
+  --train.batch_size 16 --run.dir /etc/passwd
 AFTER=$(tree_sums "$RUN/checkpoints"; sha256sum "$W")
 CASES=$((CASES + 1))
 if [ "$BEFORE" = "$AFTER" ]; then
@@ -137,6 +139,8 @@ expect_error 2 "text.h5" $MB -- "${E[@]}" --data "$VAL_H5" --weights "$WORK/text
 expect_error 2 "batch 0" $MB -- "${E[@]}" --data "$VAL_H5" --weights "$W" --batch 0
 expect_error 2 "workers 100000" $MB -- "${E[@]}" --data "$VAL_H5" --weights "$W" --workers 100000
 expect_error 2 "'--batch' is invalid" $MB -- "${E[@]}" --data "$VAL_H5" --weights "$W" --batch nan
+expect_error 2 "logits '.*no-such-folder/l.h5'" $MB -- "${E[@]}" --data "$VAL_H5" --weights "$W" \
+  --logits "$WORK/no-such-folder/l.h5"
 # Data of another model: the weights' tensors do not fit it.
 expect_error 2 "weights.h5': (/model/)?classifier.0.weight has shape" $MB -- "${E[@]}" --weights "$W" \
   --data "$WORK/d32-00000.h5"
