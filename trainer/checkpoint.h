@@ -19,13 +19,15 @@
 //   /@format, /@checksum_crc32 (io/checkpoint_file.h)
 // Files are <run.dir>/checkpoints/step-<step, 9 digits>.h5.
 //
-// One line of checkpoints per folder. A job that starts at step S (resumed from a checkpoint of
-// step S; S = -1 when it starts fresh) first moves every step-*.h5 of the folder with a larger
-// step into checkpoints/abandoned/: a damaged newer one skipped by --resume latest, or the
-// branch left by --resume PATH to an older file. Those are never deleted (the job logs their
-// names; delete them by hand), so pruning only ever sees this line, and a later
-// --resume latest cannot jump back onto the abandoned branch. Pruning keeps the checkpoint just
-// written and the newest keep-1 older ones that verify; it never touches a newer one.
+// One line of checkpoints per folder. A job that started at step S (resumed from a checkpoint of
+// step S; S = -1 when it started fresh), just before writing its first checkpoint, moves every
+// step-*.h5 of the folder with a larger step into checkpoints/abandoned/: a damaged newer one
+// skipped by --resume latest, or the branch left by --resume PATH to an older file. Those are
+// never deleted (the job logs their names in one line; delete them by hand), so pruning only
+// ever sees this line, and a later --resume latest cannot jump back onto the abandoned branch.
+// A job refused or stopped before its first checkpoint moves nothing. Pruning keeps the
+// checkpoint just written and the newest keep-1 older ones that verify; it never touches a
+// newer one.
 #pragma once
 
 #include <cstdint>

@@ -271,6 +271,12 @@ case_prune() {
   printf '\xde\xad\xbe\xef\xde\xad\xbe\xef' | dd of="$ck/step-000000009.h5" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
   local damaged
   damaged=$(sha256sum < "$ck/step-000000009.h5")
+  # A run that writes no checkpoint (nothing left to train) moves nothing.
+  job --train.max_steps 4 --run.dir "$WORK/a" --resume latest > "$WORK/a0.txt" 2>&1 \
+    || { cat "$WORK/a0.txt"; fail "resume with nothing to train"; }
+  grep -q "nothing left to train" "$WORK/a0.txt" || { cat "$WORK/a0.txt"; fail "trained"; }
+  [ "$(ls "$ck")" = "$(printf 'step-000000002.h5\nstep-000000004.h5\nstep-000000009.h5')" ] \
+    || { ls -R "$ck"; fail "a run without a checkpoint moved or removed some"; }
   job --train.max_steps 5 --checkpoint.keep 1 --run.dir "$WORK/a" --resume latest \
     > "$WORK/a3.txt" 2>&1 || { cat "$WORK/a3.txt"; fail "resume with a damaged newest"; }
   grep -q "resumed from .*step-000000004.h5 at step 4" "$WORK/a3.txt" || { cat "$WORK/a3.txt"; fail "did not resume from 4"; }
