@@ -605,6 +605,18 @@ int Job::run() {
   }
   if (o_.backend != "cuda") require_batch_fits("train.batch_size", o_.batch_size, spec_, true);
   const int gpus = o_.gpus_per_rank;
+  // Training batch norm needs two values per channel (op_shapes.h): a batch the option chose.
+  for (const LayerSpec& l : spec_.layers) {
+    if (l.kind != LayerKind::kBatchNorm) continue;
+    int64_t spatial = 1;
+    for (size_t i = 1; i < l.in_shape.size(); ++i) spatial *= l.in_shape[i];
+    if (o_.batch_size / gpus * spatial < 2) {
+      throw OptionError("train.batch_size " + std::to_string(o_.batch_size) + ": " + spec_.arch +
+                        "'s batch norm " + l.name + " sees one value per channel (" +
+                        std::to_string(spatial) + " position(s) an image" +
+                        (gpus > 1 ? ", per GPU" : "") + "); train with a larger batch");
+    }
+  }
   make_backends_and_models(o_.batch_size / gpus);
   steps_per_epoch_ =
       io::samples_for_rank(train_set_->size(), /*shuffle=*/true, rank, world) / o_.batch_size;

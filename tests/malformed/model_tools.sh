@@ -22,6 +22,7 @@ synth --out "$WORK/d32" --size 32 --channels 1 --num-classes 10 --count 64
 synth --out "$WORK/rgb28" --size 28 --channels 3 --num-classes 10 --count 64
 synth --out "$WORK/d8" --size 8 --channels 1 --num-classes 10 --count 64
 synth --out "$WORK/c7" --size 28 --channels 1 --num-classes 7 --count 64
+synth --out "$WORK/k224" --size 224 --channels 3 --num-classes 10 --count 4
 TRAIN_H5=$WORK/d28-train-00000.h5
 VAL_H5=$WORK/d28-val-00000.h5
 RUN=$WORK/run
@@ -122,6 +123,10 @@ expect_error 2 "truncated.h5" $MB -- "${T16[@]}" --resume "$WORK/truncated.h5"
 expect_error 2 "train-00000.h5" $MB -- "${T16[@]}" --resume "$TRAIN_H5"
 expect_error 2 "text.h5" $MB -- "${BASE[@]}" --data.train "$TRAIN_H5" --train.batch_size 16 \
   --run.dir "$WORK/run-init" --init.from "$WORK/text.h5"
+# alexnet-keras' last batch norm sees 1 x 1 positions: one value per channel at batch 1.
+expect_error 2 "train.batch_size 1: alexnet-keras's batch norm" $MB -- "${BASE[@]}" \
+  --model.arch alexnet-keras --data.train "$WORK/k224-00000.h5" --train.batch_size 1 \
+  --run.dir "$WORK/run-keras"
 expect_error 2 "run.dir '/etc/passwd'" $MB -- "${BASE[@]}" --data.train "$TRAIN_H5" \
   --train.batch_size 16 --run.dir /etc/passwd
 AFTER=$(tree_sums "$RUN/checkpoints"; sha256sum "$W")
