@@ -308,6 +308,16 @@ case_prune() {
     || { cat "$WORK/b3.txt"; fail "resume latest on the new branch"; }
   grep -q "resumed from .*checkpoints/step-000000005.h5 at step 5" "$WORK/b3.txt" \
     || { cat "$WORK/b3.txt"; fail "did not continue the new branch"; }
+  # A fresh run in that folder (4, 5, 6 after the default keep 3): all go aside, none over another.
+  local all_before
+  all_before=$(find "$ck" -type f -name 'step-*.h5' -exec sha256sum {} + | cut -d' ' -f1 | sort)
+  job --train.max_steps 2 --checkpoint.keep 1 --run.dir "$WORK/b" > "$WORK/b4.txt" 2>&1 \
+    || { cat "$WORK/b4.txt"; fail "fresh run"; }
+  grep -q "moved checkpoints of an earlier run (starting fresh) into .*/abandoned/: step-000000004-1.h5 step-000000005.h5 step-000000006-1.h5$" \
+    "$WORK/b4.txt" || { cat "$WORK/b4.txt"; ls -R "$ck"; fail "fresh run: no line naming the moved ones"; }
+  [ "$(ls "$ck")" = "$(printf 'abandoned\nstep-000000002.h5')" ] || { ls -R "$ck"; fail "fresh run: want its 2 only"; }
+  [ "$(find "$ck/abandoned" -type f -exec sha256sum {} + | cut -d' ' -f1 | sort)" = "$all_before" ] \
+    || { ls -R "$ck"; fail "fresh run: the earlier run's checkpoints are not all in abandoned/"; }
 }
 
 "case_$CASE"
