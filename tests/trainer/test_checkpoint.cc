@@ -82,7 +82,7 @@ TEST_F(CheckpointTest, RoundTripsEveryPartOfTheState) {
   p.world_size = 4;
   p.batch_size = 32;
   p.seed = 99;
-  p.loss_scale = 8192;  // fp16's loss scaler
+  p.loss_scale = 8192;          // fp16's loss scaler
   p.loss_scale_good_steps = 1;  // at most the steps taken
   const std::string path = checkpoint_path(dir_.string(), 2);
   save_checkpoint(path, a.spec, a.params, a.buffers, a.optimizer, a.schedule, p, "seed = 99\n");
