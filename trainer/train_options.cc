@@ -35,6 +35,17 @@ po::typed_value<double>* with_default(double* value) {
   return po::value(value)->default_value(*value, number_text(*value));
 }
 
+// Boost reads "-1" into a uint64_t as 2^64 - 1: the seed is parsed here, digits only.
+uint64_t parse_seed(const std::string& text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end) {
+    throw OptionError("seed '" + text + "': expected an integer in [0, 2^64)");
+  }
+  return value;
+}
+
 po::options_description table(TrainOptions& o) {
   po::options_description d("alexnet-train options (config file sections: [model] [data] ...)");
   // clang-format off
@@ -131,7 +142,9 @@ po::options_description table(TrainOptions& o) {
     ("init.skip", po::value(&o.init_skip)->multitoken(),
      "state_dict keys to leave fresh: regular expressions matched at the key's start, so a "
      "prefix works (classifier.6)")
-    ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialization, data, dropout");
+    ("seed", po::value<std::string>()->default_value(std::to_string(o.seed))
+                 ->notifier([&o](const std::string& text) { o.seed = parse_seed(text); }),
+     "seed of initialization, data, dropout");
   // clang-format on
   return d;
 }

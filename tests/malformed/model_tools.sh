@@ -94,6 +94,7 @@ expect_error 2 "augment.lighting -?nan" $MB -- "${T16[@]}" --augment.lighting -n
 expect_error 2 "train.batch_size 0" $MB -- "${T[@]}" --train.batch_size 0
 expect_error 2 "train.batch_size 1000000000" $MB -- "${T[@]}" --train.batch_size 1000000000
 expect_error 2 "train.batch_size 60000: .*GiB" $MB -- "${T[@]}" --train.batch_size 60000
+expect_error 2 "seed '-1'" $MB -- "${T16[@]}" --seed -1
 expect_error 2 "train.epochs -2" $MB -- "${T16[@]}" --train.epochs -2
 expect_error 2 "comm.bucket_mb 0" $MB -- "${T16[@]}" --comm.bucket_mb 0
 expect_error 2 "profile.steps 1000000000" $MB -- "${T16[@]}" --profile.steps 1000000000

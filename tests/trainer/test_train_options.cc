@@ -87,6 +87,8 @@ TEST(TrainOptions, DefaultsAndAConfigFileAreAccepted) {
   EXPECT_EQ(o.lr, 0.05);
   EXPECT_EQ(o.batch_size, 32);
   EXPECT_EQ(o.momentum, 0.5);
+  EXPECT_TRUE(parse({"--seed", "18446744073709551615"}, o));
+  EXPECT_EQ(o.seed, 18446744073709551615ull);
   std::filesystem::remove(file);
 }
 
@@ -111,6 +113,8 @@ TEST(TrainOptions, NonFiniteAndOutOfRangeValuesNameTheOption) {
   EXPECT_NE(refusal({"--profile.steps", "100000000"}).find("profile.steps"), std::string::npos);
   EXPECT_NE(refusal({"--augment.pad", "-1"}).find("augment.pad -1"), std::string::npos);
   EXPECT_NE(refusal({"--optim.lr", "abc"}).find("optim.lr"), std::string::npos);
+  EXPECT_NE(refusal({"--seed", "-1"}).find("seed '-1'"), std::string::npos);
+  EXPECT_NE(refusal({"--seed", "1e3"}).find("seed '1e3'"), std::string::npos);
 }
 
 TEST(TrainOptions, BadNamesAndCombinationsNameTheOption) {
