@@ -10,8 +10,10 @@ packages=(
   libboost-program-options-dev          # options and config files
   libgtest-dev googletest               # tests
   libdnnl-dev                           # oneDNN, the CPU backend
+  ocl-icd-opencl-dev opencl-c-headers   # Debian's oneDNN is built with OpenCL: its dnnl-config.cmake find_package()s it
   libjpeg62-turbo-dev libpng-dev zlib1g-dev   # image import
   dataset-fashion-mnist                 # the embedded demo dataset
+  time                                  # GNU time: peak memory in the malformed-input tests
   python3-h5py python3-numpy            # h5py-compatibility tests
   python3-torch python3-torchvision     # PyTorch as the outside oracle of the model tests
   libopenblas0-pthread                  # a real BLAS under that PyTorch (libblas3 is the slow reference one)

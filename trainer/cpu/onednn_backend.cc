@@ -2,13 +2,14 @@
 // oneDNN ops (one file each) over 64-byte aligned host memory with NHWC activations.
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
 
 #include "trainer/backend.h"
-#include "trainer/optimizer.h"
 #include "trainer/cpu/onednn_ops.h"
+#include "trainer/optimizer.h"
 
 namespace alexnet::trainer {
 namespace onednn {
@@ -28,6 +29,39 @@ dnnl::stream& stream() {
   return in_order;
 }
 
+dnnl::primitive_attr scratchpad_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+namespace {
+struct ScratchpadBuffer {
+  void* data = nullptr;
+  size_t bytes = 0;
+  ~ScratchpadBuffer() { std::free(data); }
+};
+ScratchpadBuffer& scratchpad_buffer() {
+  static ScratchpadBuffer buffer;
+  return buffer;
+}
+std::mutex scratchpad_mutex;  // ops may be made from several threads (tests); they run from one
+}  // namespace
+
+void reserve_scratchpad(size_t bytes) {
+  std::lock_guard<std::mutex> lock(scratchpad_mutex);
+  ScratchpadBuffer& b = scratchpad_buffer();
+  if (bytes <= b.bytes) return;
+  const size_t rounded = (bytes + 4095) / 4096 * 4096;  // page multiple, as aligned_alloc wants
+  void* p = std::aligned_alloc(4096, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  std::free(b.data);  // safe between executions: run() sets the handle before each one
+  b.data = p;
+  b.bytes = rounded;
+}
+
+void* scratchpad_data() { return scratchpad_buffer().data; }
+
 void check_status(dnnl_status_t status, const char* call, const char* file, int line,
                   const char* context) {
   if (status == dnnl_success) return;
@@ -44,14 +78,19 @@ class OneDnnBackend final : public Backend {
  public:
   std::string name() const override { return "onednn"; }
   ActivationLayout activation_layout() const override { return ActivationLayout::kNHWC; }
+  // Empty copies may come with null pointers (an empty vector's data()): memcpy must not see them.
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
+    if (bytes != 0) std::memcpy(dst, src, bytes);
   }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
+    if (bytes != 0) std::memcpy(dst, src, bytes);
   }
-  void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
-  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void fill_zero(void* dst, size_t bytes) override {
+    if (bytes != 0) std::memset(dst, 0, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes != 0) std::memcpy(dst, src, bytes);
+  }
   bool host_memory() const override { return true; }
   double sum_of_squares(const float* x, size_t n) override {
     return trainer::sum_of_squares({x, n});

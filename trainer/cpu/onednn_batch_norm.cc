@@ -47,17 +47,17 @@ class OnednnBatchNorm final : public BatchNormOp {
     using Bwd = dnnl::batch_normalization_backward;
     const auto train_pd = ALEXNET_DNNL_CHECK(
         Fwd::primitive_desc(Fwd::desc(dnnl::prop_kind::forward_training, x_md, eps, affine),
-                            engine()),
+                            scratchpad_attr(), engine()),
         what);
     const auto infer_pd = ALEXNET_DNNL_CHECK(
         Fwd::primitive_desc(Fwd::desc(dnnl::prop_kind::forward_inference, x_md, eps,
                                       affine | normalization_flags::use_global_stats),
-                            engine()),
+                            scratchpad_attr(), engine()),
         what);
     // prop_kind::backward (not backward_data): also the gradients of scale and shift.
     const auto bwd_pd = ALEXNET_DNNL_CHECK(
-        Bwd::primitive_desc(Bwd::desc(dnnl::prop_kind::backward, x_md, x_md, eps, affine), engine(),
-                            train_pd),
+        Bwd::primitive_desc(Bwd::desc(dnnl::prop_kind::backward, x_md, x_md, eps, affine),
+                            scratchpad_attr(), engine(), train_pd),
         what);
     train_ = ALEXNET_DNNL_CHECK(Fwd(train_pd), what);
     infer_ = ALEXNET_DNNL_CHECK(Fwd(infer_pd), what);
@@ -95,6 +95,9 @@ class OnednnBatchNorm final : public BatchNormOp {
                       {DNNL_ARG_MEAN, mean_},       {DNNL_ARG_VARIANCE, var_},
                       {DNNL_ARG_DIFF_SRC, dx_},     {DNNL_ARG_DIFF_SCALE, dgamma_},
                       {DNNL_ARG_DIFF_SHIFT, dbeta_}};
+    train_args_.add_scratchpad(train_pd.scratchpad_desc(), engine());
+    infer_args_.add_scratchpad(infer_pd.scratchpad_desc(), engine());
+    backward_args_.add_scratchpad(bwd_pd.scratchpad_desc(), engine());
     what_ = "running " + shape;
   }
 

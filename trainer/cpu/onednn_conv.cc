@@ -66,13 +66,13 @@ class OneDnnConv2d final : public Conv2dOp {
                                                    w_md, b_md, y_md, strides, pad, pad)
                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, direct, x_md,
                                                    w_md, y_md, strides, pad, pad),
-            eng),
+            scratchpad_attr(), eng),
         what);
     what = "creating the backward-data primitive of " + layer;
     const auto bwd_data_pd = ALEXNET_DNNL_CHECK(
         dnnl::convolution_backward_data::primitive_desc(
-            dnnl::convolution_backward_data::desc(direct, x_md, w_md, y_md, strides, pad, pad), eng,
-            fwd_pd),
+            dnnl::convolution_backward_data::desc(direct, x_md, w_md, y_md, strides, pad, pad),
+            scratchpad_attr(), eng, fwd_pd),
         what);
     what = "creating the backward-weights primitive of " + layer;
     const auto bwd_weights_pd =
@@ -81,7 +81,7 @@ class OneDnnConv2d final : public Conv2dOp {
                                           direct, x_md, w_md, b_md, y_md, strides, pad, pad)
                                     : dnnl::convolution_backward_weights::desc(
                                           direct, x_md, w_md, y_md, strides, pad, pad),
-                               eng, fwd_pd),
+                               scratchpad_attr(), eng, fwd_pd),
                            what);
     what = "creating the memory objects of " + layer;
 
@@ -97,18 +97,19 @@ class OneDnnConv2d final : public Conv2dOp {
     memory fwd_w = user_w_, bwd_data_w = user_w_, diff_w = user_w_;
     if (fwd_pd.weights_desc() != user_w_md) {
       fwd_w = ALEXNET_DNNL_CHECK(memory(fwd_pd.weights_desc(), eng), what);  // allocated once
-      fwd_reorder_ = ALEXNET_DNNL_CHECK(dnnl::reorder(user_w_, fwd_w), what);
+      fwd_reorder_ = make_reorder(user_w_, fwd_w, fwd_reorder_args_, what);
     }
     if (bwd_data_pd.weights_desc() == fwd_pd.weights_desc()) {
       bwd_data_w = fwd_w;
       bwd_data_reorder_ = fwd_reorder_;
+      bwd_data_reorder_args_ = fwd_reorder_args_;
     } else if (bwd_data_pd.weights_desc() != user_w_md) {
       bwd_data_w = ALEXNET_DNNL_CHECK(memory(bwd_data_pd.weights_desc(), eng), what);
-      bwd_data_reorder_ = ALEXNET_DNNL_CHECK(dnnl::reorder(user_w_, bwd_data_w), what);
+      bwd_data_reorder_ = make_reorder(user_w_, bwd_data_w, bwd_data_reorder_args_, what);
     }
     if (bwd_weights_pd.diff_weights_desc() != user_w_md) {
       diff_w = ALEXNET_DNNL_CHECK(memory(bwd_weights_pd.diff_weights_desc(), eng), what);
-      diff_w_reorder_ = ALEXNET_DNNL_CHECK(dnnl::reorder(diff_w, user_w_), what);
+      diff_w_reorder_ = make_reorder(diff_w, user_w_, diff_w_reorder_args_, what);
     }
 
     what = "creating the primitives of " + layer;
@@ -123,10 +124,9 @@ class OneDnnConv2d final : public Conv2dOp {
     backward_weights_args_ = {
         {DNNL_ARG_SRC, x_}, {DNNL_ARG_DIFF_DST, y_}, {DNNL_ARG_DIFF_WEIGHTS, diff_w}};
     if (bias) backward_weights_args_.insert({DNNL_ARG_DIFF_BIAS, b_});
-    // Every call reorders between user_w_ and the primitive's buffer in the direction it needs.
-    fwd_reorder_args_ = {{DNNL_ARG_FROM, user_w_}, {DNNL_ARG_TO, fwd_w}};
-    bwd_data_reorder_args_ = {{DNNL_ARG_FROM, user_w_}, {DNNL_ARG_TO, bwd_data_w}};
-    diff_w_reorder_args_ = {{DNNL_ARG_FROM, diff_w}, {DNNL_ARG_TO, user_w_}};
+    forward_args_.add_scratchpad(fwd_pd.scratchpad_desc(), eng);
+    backward_data_args_.add_scratchpad(bwd_data_pd.scratchpad_desc(), eng);
+    backward_weights_args_.add_scratchpad(bwd_weights_pd.scratchpad_desc(), eng);
   }
 
   void forward(const float* x, const float* w, const float* b, float* y) override {

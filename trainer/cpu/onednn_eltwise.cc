@@ -62,11 +62,9 @@ class OneDnnFlatten final : public FlattenOp {
     nchw_ = ALEXNET_DNNL_CHECK(memory({dims, f32, memory::format_tag::nchw}, eng, DNNL_MEMORY_NONE),
                                what);
     what = "creating the forward reorder of flatten " + shape;
-    forward_ = ALEXNET_DNNL_CHECK(dnnl::reorder(nhwc_, nchw_), what);
+    forward_ = make_reorder(nhwc_, nchw_, forward_args_, what);
     what = "creating the backward reorder of flatten " + shape;
-    backward_ = ALEXNET_DNNL_CHECK(dnnl::reorder(nchw_, nhwc_), what);
-    forward_args_ = {{DNNL_ARG_FROM, nhwc_}, {DNNL_ARG_TO, nchw_}};
-    backward_args_ = {{DNNL_ARG_FROM, nchw_}, {DNNL_ARG_TO, nhwc_}};
+    backward_ = make_reorder(nchw_, nhwc_, backward_args_, what);
   }
 
   void forward(const float* x, float* y) override {

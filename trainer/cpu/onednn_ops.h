@@ -38,6 +38,17 @@ dnnl::stream& stream();
 
 // ---- Shared by the op files ----
 
+// Scratchpads: every primitive is made with oneDNN's user-managed scratchpad mode
+// (`scratchpad_attr()`), and its Args carry a scratchpad memory object (`add_scratchpad`) that
+// `run` points at the process's one scratchpad buffer before each execution. In the default
+// (library) mode oneDNN allocates a scratchpad inside every execution of many of its AVX-512
+// kernels (20+ allocations of 64 KiB or more in two training steps): memory allocated once is
+// the house rule. One buffer serves every primitive because they run one at a time on the
+// in-order stream from the training thread; it grows only while ops are made, never in a step.
+dnnl::primitive_attr scratchpad_attr();
+void reserve_scratchpad(size_t bytes);
+void* scratchpad_data();
+
 // A primitive's arguments, made once. dnnl::primitive::execute takes a std::unordered_map and
 // copies it into a new vector on every call, heap allocations inside every training step; this
 // keeps the C API's argument array ready, and the memory objects it points at alive.
@@ -51,13 +62,34 @@ class Args {
     memories_.push_back(a.second);
     raw_.push_back({a.first, a.second.get()});
   }
+  // The primitive's scratchpad (its primitive_desc's scratchpad_desc()), if it needs one.
+  void add_scratchpad(const dnnl::memory::desc& md, const dnnl::engine& eng) {
+    if (md.get_size() == 0) return;
+    reserve_scratchpad(md.get_size());
+    scratchpad_ = static_cast<int>(raw_.size());
+    insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(md, eng, DNNL_MEMORY_NONE)});
+  }
   int size() const { return static_cast<int>(raw_.size()); }
   const dnnl_exec_arg_t* data() const { return raw_.data(); }
+  // The scratchpad's memory object, or null.
+  dnnl_memory_t scratchpad() const { return scratchpad_ < 0 ? nullptr : raw_[scratchpad_].memory; }
 
  private:
   std::vector<dnnl::memory> memories_;
   std::vector<dnnl_exec_arg_t> raw_;
+  int scratchpad_ = -1;
 };
+
+// A reorder from `from` to `to` (user scratchpad mode); its arguments, scratchpad included, go
+// into `args`.
+inline dnnl::reorder make_reorder(const dnnl::memory& from, const dnnl::memory& to, Args& args,
+                                  const std::string& context) {
+  const auto pd =
+      ALEXNET_DNNL_CHECK(dnnl::reorder::primitive_desc(from, to, scratchpad_attr()), context);
+  args = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+  args.add_scratchpad(pd.scratchpad_desc(), pd.get_engine());
+  return ALEXNET_DNNL_CHECK(dnnl::reorder(pd), context);
+}
 
 // oneDNN memory objects take a mutable handle; the ops only read what the caller passes as const.
 inline void* handle(const float* p) { return const_cast<float*>(p); }
@@ -80,6 +112,10 @@ void check_status(dnnl_status_t status, const char* call, const char* file, int 
                   const char* context);
 inline void run(const dnnl::primitive& p, const Args& args, const char* context) {
   if (!p) return;
+  if (dnnl_memory_t pad = args.scratchpad()) {
+    check_status(dnnl_memory_set_data_handle(pad, scratchpad_data()), "dnnl_memory_set_data_handle",
+                 __FILE__, __LINE__, context);
+  }
   check_status(dnnl_primitive_execute(p.get(), stream().get(), args.size(), args.data()),
                "dnnl_primitive_execute", __FILE__, __LINE__, context);
   check_status(dnnl_stream_wait(stream().get()), "dnnl_stream_wait", __FILE__, __LINE__, context);

@@ -55,17 +55,17 @@ class OnednnMaxPool final : public MaxPoolOp {
     const auto train_pd = ALEXNET_DNNL_CHECK(
         Fwd::primitive_desc(Fwd::desc(prop_kind::forward_training, algorithm::pooling_max, x_md,
                                       y_md, strides, kernel, pad, pad),
-                            engine()),
+                            scratchpad_attr(), engine()),
         what);
     const auto infer_pd = ALEXNET_DNNL_CHECK(
         Fwd::primitive_desc(Fwd::desc(prop_kind::forward_inference, algorithm::pooling_max, x_md,
                                       y_md, strides, kernel, pad, pad),
-                            engine()),
+                            scratchpad_attr(), engine()),
         what);
     const auto bwd_pd = ALEXNET_DNNL_CHECK(
         Bwd::primitive_desc(
-            Bwd::desc(algorithm::pooling_max, x_md, y_md, strides, kernel, pad, pad), engine(),
-            train_pd),
+            Bwd::desc(algorithm::pooling_max, x_md, y_md, strides, kernel, pad, pad),
+            scratchpad_attr(), engine(), train_pd),
         what);
     train_ = ALEXNET_DNNL_CHECK(Fwd(train_pd), what);
     infer_ = ALEXNET_DNNL_CHECK(Fwd(infer_pd), what);
@@ -79,6 +79,9 @@ class OnednnMaxPool final : public MaxPoolOp {
     infer_args_ = {{DNNL_ARG_SRC, x_}, {DNNL_ARG_DST, y_}};
     backward_args_ = {
         {DNNL_ARG_DIFF_DST, dy_}, {DNNL_ARG_DIFF_SRC, dx_}, {DNNL_ARG_WORKSPACE, workspace_}};
+    train_args_.add_scratchpad(train_pd.scratchpad_desc(), engine());
+    infer_args_.add_scratchpad(infer_pd.scratchpad_desc(), engine());
+    backward_args_.add_scratchpad(bwd_pd.scratchpad_desc(), engine());
     what_ = "running " + describe(s);
   }
 
@@ -198,12 +201,12 @@ class OnednnAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
         ALEXNET_DNNL_CHECK(Fwd::primitive_desc(Fwd::desc(prop_kind::forward_training,
                                                          algorithm::pooling_avg_exclude_padding,
                                                          x_md, y_md, kernel, kernel, none, none),
-                                               engine()),
+                                               scratchpad_attr(), engine()),
                            what);
     const auto bwd_pd =
         ALEXNET_DNNL_CHECK(Bwd::primitive_desc(Bwd::desc(algorithm::pooling_avg_exclude_padding,
                                                          x_md, y_md, kernel, kernel, none, none),
-                                               engine(), fwd_pd),
+                                               scratchpad_attr(), engine(), fwd_pd),
                            what);
     forward_ = ALEXNET_DNNL_CHECK(Fwd(fwd_pd), what);
     backward_ = ALEXNET_DNNL_CHECK(Bwd(bwd_pd), what);
@@ -213,6 +216,8 @@ class OnednnAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
     dx_ = unbound(x_md, what);
     forward_args_ = {{DNNL_ARG_SRC, x_}, {DNNL_ARG_DST, y_}};
     backward_args_ = {{DNNL_ARG_DIFF_DST, dy_}, {DNNL_ARG_DIFF_SRC, dx_}};
+    forward_args_.add_scratchpad(fwd_pd.scratchpad_desc(), engine());
+    backward_args_.add_scratchpad(bwd_pd.scratchpad_desc(), engine());
   }
 
   // [N, H, W, C] -> [N, OH, OW, C]: each output pixel sums its bin's rows of C channels.
