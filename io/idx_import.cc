@@ -27,6 +27,10 @@ class GzFile {
     if (std::filesystem::is_directory(status)) {
       throw DataError("'" + path + "': is a folder, not an IDX file");
     }
+    // Before gzopen: a throw from the constructor would not run the destructor's gzclose.
+    size_ = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+    if (ec) size_ = -1;  // not a regular file (a pipe): no bound from the size
+    if (size_ == 0) throw DataError("'" + path + "': empty file, not an IDX file");
     errno = 0;
     file_ = gzopen(path.c_str(), "rb");
     if (file_ == nullptr) {
@@ -34,9 +38,6 @@ class GzFile {
                       (errno != 0 ? ": " + std::string(std::strerror(errno)) : std::string()));
     }
     gzbuffer(file_, 1 << 20);
-    size_ = static_cast<int64_t>(std::filesystem::file_size(path, ec));
-    if (ec) size_ = -1;  // not a regular file (a pipe): no bound from the size
-    if (size_ == 0) throw DataError("'" + path + "': empty file, not an IDX file");
   }
   ~GzFile() {
     if (file_ != nullptr) gzclose(file_);
