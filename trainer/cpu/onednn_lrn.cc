@@ -55,9 +55,10 @@ class CpuLrn final : public LrnOp {
     const int64_t C = s_.channels, pixels = s_.batch * s_.height * s_.width;
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < pixels; ++p) {
-      const float* xp = x + p * C;
-      float* yp = y + p * C;
+      const float* __restrict xp = x + p * C;
+      float* __restrict yp = y + p * C;
       window_sum(xp, yp, s_.size / 2, (s_.size - 1) / 2, true);
+#pragma omp simd
       for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * power<kThreeQuarters>(k_ + alpha_ * yp[c]);
     }
   }
@@ -74,19 +75,24 @@ class CpuLrn final : public LrnOp {
         d.resize(static_cast<size_t>(C));
         t.resize(static_cast<size_t>(C));
       }
-      const float* xp = x + p * C;
-      const float* gp = dy + p * C;
-      float* dp = dx + p * C;
-      window_sum(xp, d.data(), s_.size / 2, (s_.size - 1) / 2, true);
+      const float* __restrict xp = x + p * C;
+      const float* __restrict gp = dy + p * C;
+      float* __restrict dp = dx + p * C;
+      float* __restrict dp_sums = d.data();
+      float* __restrict tp = t.data();
+      window_sum(xp, dp_sums, s_.size / 2, (s_.size - 1) / 2, true);
+#pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
-        const float den = k_ + alpha_ * d[static_cast<size_t>(c)];
-        const float inv = power<kThreeQuarters>(den);  // d^-beta
+        const float den = k_ + alpha_ * dp_sums[c];
+        float inverse;                                          // 1 / d
+        const float inv = power<kThreeQuarters>(den, inverse);  // d^-beta
         dp[c] = gp[c] * inv;
-        t[static_cast<size_t>(c)] = gp[c] * xp[c] * inv / den;  // dy x d^(-beta-1)
+        tp[c] = gp[c] * xp[c] * inv * inverse;  // dy x d^(-beta-1)
       }
       // The mirrored window gathers, for each c, the t of every c' whose window holds c.
-      window_sum(t.data(), d.data(), (s_.size - 1) / 2, s_.size / 2, false);
-      for (int64_t c = 0; c < C; ++c) dp[c] -= two_alpha_beta * xp[c] * d[static_cast<size_t>(c)];
+      window_sum(tp, dp_sums, (s_.size - 1) / 2, s_.size / 2, false);
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) dp[c] -= two_alpha_beta * xp[c] * dp_sums[c];
     }
   }
 
@@ -99,8 +105,10 @@ class CpuLrn final : public LrnOp {
       const int64_t begin = std::max<int64_t>(0, -d), end = std::min<int64_t>(C, C - d);
       const float* src = v + d;
       if (square) {
+#pragma omp simd
         for (int64_t c = begin; c < end; ++c) out[c] += src[c] * src[c];
       } else {
+#pragma omp simd
         for (int64_t c = begin; c < end; ++c) out[c] += src[c];
       }
     }
@@ -110,11 +118,20 @@ class CpuLrn final : public LrnOp {
   // vectorize; pow for other betas.
   template <bool kThreeQuarters>
   float power(float den) const {
+    float unused;
+    return power<kThreeQuarters>(den, unused);
+  }
+  // The same, and 1 / den (backward needs both).
+  template <bool kThreeQuarters>
+  float power(float den, float& inverse) const {
     if constexpr (kThreeQuarters) {
       const float r = 1.0f / std::sqrt(den);
+      inverse = r * r;
       return r * std::sqrt(r);
+    } else {
+      inverse = 1.0f / den;
+      return std::pow(den, -beta_);
     }
-    return std::pow(den, -beta_);
   }
 
   LrnShape s_;
