@@ -17,6 +17,7 @@
 #include "io/loader.h"
 #include "trainer/backend.h"
 #include "trainer/evaluate.h"
+#include "trainer/init_from.h"
 #include "trainer/model.h"
 #include "trainer/train_options.h"
 #include "trainer/weights_file.h"
@@ -76,17 +77,13 @@ int main(int argc, char** argv) {
     io::Dataset dataset = io::Dataset::open(data);
     const io::DatasetMeta& m = dataset.meta();
     const std::string data_file = "'" + dataset.shards().front().path + "'";
-    const std::string stored = weights_arch(weights);
-    if (arch.empty()) arch = stored;
-    const bool mini = arch == "alexnet-mini";
-    ModelSpec spec;
-    try {  // images too small for the arch: the data's fault, named
-      spec = build_model(arch, m.num_classes, m.channels, mini ? m.height : 0, mini ? m.width : 0);
-    } catch (const std::invalid_argument& e) {
-      throw io::DataError(data_file + ": " + e.what());
-    }
-    std::vector<float> params, buffers;
-    load_weights(weights, spec, params, buffers);
+    // Any weights file (ours, or a safetensors state_dict), fitted to the dataset's classes,
+    // channels and, for alexnet-mini, size.
+    OpenedWeights w = open_weights(weights, {arch, m.num_classes, m.channels, m.height, m.width,
+                                             dataset.shards().front().path});
+    const ModelSpec& spec = w.spec;
+    const std::vector<float>& params = w.params;
+    const std::vector<float>& buffers = w.buffers;
     // No batch larger than the dataset: nothing to gain, and memory to lose.
     batch = std::max<int64_t>(1, std::min(batch, dataset.size()));
     if (backend->host_memory()) require_batch_fits("--batch", batch, spec, false);

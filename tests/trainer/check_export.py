@@ -8,6 +8,10 @@ PyTorch on the inputs the C++ test fed our model and compares the logits.
       torchvision.models.alexnet(num_classes=CLASSES).load_state_dict(safetensors load_file)
   check_export.py state_dict MODEL.safetensors
       every tensor loads; batch norm's num_batches_tracked are int64 scalars, the rest float32
+  check_export.py resave MODEL.safetensors OUT [halves]
+      the state_dict saved again by safetensors.torch.save_file, without our metadata, as
+      OUT.plain.safetensors; with "halves" also as F16 and BF16 (OUT.f16, OUT.bf16) and those
+      values widened back to float32 (OUT.f16-f32, OUT.bf16-f32), each .safetensors
 
 Inputs and logits are raw float32, NCHW and [N, CLASSES]. Exit status 0 when every logit is
 within 1e-4 of ours relative to the largest (the tests' relative_error), 1 otherwise.
@@ -73,7 +77,23 @@ def check_state_dict(argv):
     return ok
 
 
+def resave(argv):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(argv[1])
+    out = argv[2]
+    save_file(tensors, out + ".plain.safetensors")
+    if len(argv) > 3 and argv[3] == "halves":
+        for name, dtype in (("f16", torch.float16), ("bf16", torch.bfloat16)):
+            low = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+            save_file(low, f"{out}.{name}.safetensors")
+            wide = {k: v.float() if v.is_floating_point() else v for k, v in low.items()}
+            save_file(wide, f"{out}.{name}-f32.safetensors")
+    return True
+
+
 if __name__ == "__main__":
     check = {"onnx": check_onnx, "torchvision": check_torchvision,
-             "state_dict": check_state_dict}[sys.argv[1]]
+             "state_dict": check_state_dict, "resave": resave}[sys.argv[1]]
     sys.exit(0 if check(sys.argv[1:]) else 1)

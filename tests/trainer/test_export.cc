@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <regex>
 #include <stdexcept>
@@ -350,7 +352,27 @@ TEST(SafetensorsFile, MalformedFilesAreRefused) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"length", write("length", good, 8, 1000)},
       {"json", write("json", R"({"a":{"dtype":"F32",)", 8)},
-      {"dtype", write("dtype", R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 8)},
+      {"dtype", write("dtype", R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})", 16)},
+      {"past the end",
+       write("past the end", R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8)},
+      {"huge offsets", write("huge offsets",
+                             R"({"a":{"dtype":"F32","shape":[2],)"
+                             R"("data_offsets":[18446744073709551608,18446744073709551615]}})",
+                             8)},
+      // 2^62 elements of 4 bytes wrap to 0 bytes in 64 bits: refused, not allocated.
+      {"product overflow", write("product overflow",
+                                 R"({"a":{"dtype":"F32","shape":[4611686018427387904],)"
+                                 R"("data_offsets":[0,0]}})",
+                                 0)},
+      {"shape product", write("shape product",
+                              R"({"a":{"dtype":"I64","shape":[2147483648,2147483648,4],)"
+                              R"("data_offsets":[0,0]}})",
+                              0)},
+      {"nested",
+       write("nested", "{\"a\":" + std::string(5000, '[') + std::string(5000, ']') + "}", 0)},
+      {"control characters",
+       write("control characters",
+             "{\"a\\nb\":{\"dtype\":\"F8\",\"shape\":[],\"data_offsets\":[0,1]}}", 1)},
       {"range", write("range", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4)},
       {"size", write("size", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 12)},
       {"overlap", write("overlap",
@@ -375,6 +397,204 @@ TEST(SafetensorsFile, MalformedFilesAreRefused) {
   }
   std::ofstream(dir / "short") << "abc";
   EXPECT_THROW(read_safetensors(dir / "short"), io::DataError);
+  // A header length beyond the format's limit, in a (sparse) file long enough to hold it.
+  {
+    const std::string path = write("limit", good, 8, 200'000'000);
+    fs::resize_file(path, 300'000'000);
+    try {
+      read_safetensors(path);
+      ADD_FAILURE() << "read";
+    } catch (const io::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("limit"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// F16 and BF16 widen exactly: 1, -2, the smallest subnormal, 65504 and infinity.
+TEST(SafetensorsFile, HalfPrecisionIsWidenedExactly) {
+  TempDir dir;
+  const uint16_t f16[] = {0x3c00, 0xc000, 0x0001, 0x7bff, 0x7c00};
+  const uint16_t bf16[] = {0x3f80, 0xc000, 0x0001, 0x477f, 0x7f80};
+  const std::string header = R"({"h":{"dtype":"F16","shape":[5],"data_offsets":[0,10]},)"
+                             R"("b":{"dtype":"BF16","shape":[5],"data_offsets":[10,20]}})";
+  {
+    std::ofstream out(dir / "halves", std::ios::binary);
+    const uint64_t length = header.size();
+    out.write(reinterpret_cast<const char*>(&length), 8);
+    out << header;
+    out.write(reinterpret_cast<const char*>(f16), sizeof f16);
+    out.write(reinterpret_cast<const char*>(bf16), sizeof bf16);
+  }
+  SafetensorsFile f = read_safetensors(dir / "halves");
+  std::sort(f.tensors.begin(), f.tensors.end(),
+            [](const auto& a, const auto& b) { return a.name > b.name; });  // h, then b
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(f.tensors.at(0).values, (std::vector<float>{1, -2, 0x1p-24f, 65504, inf}));
+  EXPECT_EQ(f.tensors.at(1).values,
+            (std::vector<float>{1, -2, std::bit_cast<float>(uint32_t{0x10000}), 65280, inf}));
+}
+
+// safetensors.torch.save_file's own files (check_export.py resave): OUT.plain.safetensors and,
+// with halves, the F16/BF16 forms and their values widened back to float32.
+void python_resave(const std::string& source, const std::string& out, bool halves) {
+  const char* python = std::getenv("ALEXNET_TEST_VENV_PYTHON");
+  ASSERT_NE(python, nullptr) << "ALEXNET_TEST_VENV_PYTHON is not set (run through ctest)";
+  const std::string command =
+      shell_quote(python) + " " + shell_quote(ALEXNET_SOURCE_DIR "/tests/trainer/check_export.py") +
+      " resave " + shell_quote(source) + " " + shell_quote(out) + (halves ? " halves" : "");
+  const std::string log = out + ".log";
+  ASSERT_EQ(test::run(command, log), 0) << command << "\n" << test::read_text(log);
+}
+
+class OpenWeights : public ::testing::TestWithParam<VariantCase> {};
+
+// Every variant's state_dict as the safetensors package writes it, with none of our metadata:
+// the arch, classes, channels and (alexnet-mini) size come from the names and shapes, and the
+// values are the source's, bit for bit, as from our own export and our HDF5 weights file.
+TEST_P(OpenWeights, StateDictWithoutMetadataRebuildsTheModel) {
+  const VariantCase& c = GetParam();
+  TempDir dir;
+  const StoredModel m = random_model(c.arch, 6, c.channels, c.size, 13);
+  write_safetensors(dir / "ours.safetensors", to_safetensors(m));
+  save_weights(dir / "weights.h5", m.spec, m.params, m.buffers, "");
+  python_resave(dir / "ours.safetensors", dir / "torch", false);
+  for (const std::string file : {"torch.plain.safetensors", "ours.safetensors", "weights.h5"}) {
+    SCOPED_TRACE(file);
+    const OpenedWeights w = open_weights(dir / file);
+    EXPECT_EQ(w.spec.arch, c.arch);
+    EXPECT_EQ(w.spec.num_classes, 6);
+    EXPECT_EQ(w.spec.in_channels, c.channels);
+    EXPECT_EQ(w.spec.height, m.spec.height);
+    EXPECT_TRUE(w.params == m.params);
+    EXPECT_TRUE(std::equal(w.buffers.begin(), w.buffers.end(), m.buffers.begin()));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, OpenWeights,
+                         ::testing::Values(VariantCase{"alexnet-paper", 3, 0},
+                                           VariantCase{"alexnet-torchvision", 3, 0},
+                                           VariantCase{"alexnet-keras", 1, 0},
+                                           VariantCase{"alexnet-mini", 3, 32}),
+                         [](const auto& variant) {
+                           return std::regex_replace(variant.param.arch, std::regex("-"), "_");
+                         });
+
+// A model saved after .half() or .bfloat16(): the values torch widens them to, exactly.
+TEST(OpenWeights, HalfPrecisionStateDicts) {
+  TempDir dir;
+  const StoredModel m = random_model("alexnet-mini", 10, 1, 28, 17);
+  write_safetensors(dir / "ours.safetensors", to_safetensors(m));
+  python_resave(dir / "ours.safetensors", dir / "torch", true);
+  for (const std::string kind : {"f16", "bf16"}) {
+    SCOPED_TRACE(kind);
+    const OpenedWeights low = open_weights(dir / ("torch." + kind + ".safetensors"));
+    const OpenedWeights wide = open_weights(dir / ("torch." + kind + "-f32.safetensors"));
+    EXPECT_EQ(low.spec.arch, "alexnet-mini");
+    EXPECT_TRUE(low.params == wide.params);
+    EXPECT_TRUE(low.buffers == wide.buffers);
+    EXPECT_FALSE(low.params == m.params);  // really rounded
+  }
+}
+
+// State dicts that are not one of ours: one line naming the file and the tensor.
+TEST(OpenWeights, ForeignOrDamagedStateDictsAreRefused) {
+  TempDir dir;
+  const StoredModel m = random_model("alexnet-mini", 10, 1, 28, 19);
+  const SafetensorsFile good = to_safetensors(m);
+  auto variant = [&](const std::string& name, bool keep_metadata, auto&& change) {
+    SafetensorsFile f = good;
+    if (!keep_metadata) f.metadata.clear();
+    change(f);
+    write_safetensors(dir / name, f);
+    return std::string(dir / name);
+  };
+  auto tensor = [](SafetensorsFile& f, const std::string& name) -> SafetensorsTensor& {
+    for (SafetensorsTensor& t : f.tensors) {
+      if (t.name == name) return t;
+    }
+    throw std::logic_error("no " + name);
+  };
+  struct Case {
+    std::string file, want;  // the message names `want`
+    WeightsRequest request;
+  };
+  WeightsRequest keras;
+  keras.arch = "alexnet-keras";
+  const std::vector<Case> cases = {
+      {variant("renamed", true,
+               [&](SafetensorsFile& f) { tensor(f, "features.0.weight").name = "conv1.weight"; }),
+       "features.0.weight",
+       {}},
+      {variant("renamed bare", false,
+               [&](SafetensorsFile& f) { tensor(f, "features.4.bias").name = "features.4.b"; }),
+       "features.4.b",
+       {}},
+      {variant("reshaped", true,
+               [&](SafetensorsFile& f) {
+                 SafetensorsTensor& t = tensor(f, "classifier.3.weight");
+                 t.shape = {256, 1024};
+               }),
+       "classifier.3.weight",
+       {}},
+      {variant("extra", true,
+               [&](SafetensorsFile& f) {
+                 f.tensors.push_back({"classifier.7.weight", {2}, SafetensorsDtype::kF32, {1, 2}});
+               }),
+       "classifier.7.weight",
+       {}},
+      {variant("missing running stats", false,
+               [&](SafetensorsFile& f) {
+                 std::erase_if(f.tensors, [](const SafetensorsTensor& t) {
+                   return t.name == "features.3.running_var";
+                 });
+               }),
+       "features.3.running_var",
+       {}},
+      {variant("integer weight", true,
+               [&](SafetensorsFile& f) {
+                 SafetensorsTensor& t = tensor(f, "features.0.bias");
+                 t.dtype = SafetensorsDtype::kI64;
+                 std::fill(t.values.begin(), t.values.end(), 1.0f);
+               }),
+       "features.0.bias",
+       {}},
+      {variant("empty head", false,
+               [&](SafetensorsFile& f) {
+                 SafetensorsTensor& t = tensor(f, "classifier.6.weight");
+                 t.shape = {int64_t{1} << 40, 0};
+                 t.values.clear();
+               }),
+       "classes",
+       {}},
+      {variant("forged classes", true,
+               [&](SafetensorsFile& f) { f.metadata["num_classes"] = "999999999999"; }),
+       "num_classes",
+       {}},
+      {dir / "ours.safetensors", "weights of alexnet-mini, not alexnet-keras", keras},
+  };
+  write_safetensors(dir / "ours.safetensors", good);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    try {
+      open_weights(c.file, c.request);
+      ADD_FAILURE() << "opened";
+    } catch (const io::DataError& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(c.file), std::string::npos) << message;
+      EXPECT_NE(message.find(c.want), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    }
+  }
+  // The dataset's classes and size decide where the caller knows them (alexnet-eval).
+  const OpenedWeights w = open_weights(dir / "ours.safetensors", {"", 10, 1, 28, 28, "d.h5"});
+  EXPECT_EQ(w.spec.height, 28);
+  EXPECT_THROW(open_weights(dir / "ours.safetensors", {"", 7, 1, 28, 28, "d.h5"}), io::DataError);
+  try {  // images too small for the arch: the data's fault, named as such
+    open_weights(dir / "ours.safetensors", {"", 10, 1, 8, 8, "d.h5"});
+    ADD_FAILURE() << "opened";
+  } catch (const io::DataError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("'d.h5': ", 0), 0u) << e.what();
+  }
 }
 
 }  // namespace

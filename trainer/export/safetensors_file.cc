@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -23,11 +24,49 @@ static_assert(std::endian::native == std::endian::little, "safetensors data is l
 // The Rust reader's limit; a larger header is a corrupt length field, not a real header.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-size_t dtype_bytes(SafetensorsDtype dtype) { return dtype == SafetensorsDtype::kF32 ? 4 : 8; }
+size_t dtype_bytes(SafetensorsDtype dtype) {
+  switch (dtype) {
+    case SafetensorsDtype::kF32:
+      return 4;
+    case SafetensorsDtype::kI64:
+      return 8;
+    case SafetensorsDtype::kF16:
+    case SafetensorsDtype::kBF16:
+      return 2;
+  }
+  return 1;
+}
 
 const char* dtype_name(SafetensorsDtype dtype) {
-  return dtype == SafetensorsDtype::kF32 ? "F32" : "I64";
+  switch (dtype) {
+    case SafetensorsDtype::kF32:
+      return "F32";
+    case SafetensorsDtype::kI64:
+      return "I64";
+    case SafetensorsDtype::kF16:
+      return "F16";
+    case SafetensorsDtype::kBF16:
+      return "BF16";
+  }
+  return "?";
 }
+
+// IEEE binary16 to float, exactly (every half is a float).
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0) {  // zero or subnormal: mantissa x 2^-24
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return std::bit_cast<float>(sign | std::bit_cast<uint32_t>(magnitude));
+  }
+  if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+// The header is an object of objects of arrays of numbers; anything nested deeper is not a
+// header, and refusing it while parsing keeps dump() (recursive) off hostile nesting.
+constexpr int kMaxHeaderDepth = 4;
+struct TooDeep {};
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw io::DataError("'" + path + "': safetensors: " + what);
@@ -58,6 +97,9 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
   for (const SafetensorsTensor& t : file.tensors) {
     if (t.name.empty() || t.name == "__metadata__") fail(path, "bad tensor name '" + t.name + "'");
     if (header.contains(t.name)) fail(path, "tensor '" + t.name + "' given twice");
+    if (t.dtype != SafetensorsDtype::kF32 && t.dtype != SafetensorsDtype::kI64) {
+      fail(path, "tensor '" + t.name + "': only F32 and I64 are written");
+    }
     const int64_t n = numel_of(t.shape);
     if (n < 0 || static_cast<size_t>(n) != t.values.size()) {
       fail(path, "tensor '" + t.name + "' has " + std::to_string(t.values.size()) +
@@ -106,10 +148,27 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
 
 bool looks_like_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  uint64_t length = 0;
-  char first = 0;
-  if (!in.read(reinterpret_cast<char*>(&length), sizeof length) || !in.get(first)) return false;
-  return length > 0 && length <= kMaxHeaderBytes && first == '{';
+  char start[9] = {};
+  if (!in.read(start, sizeof start)) return false;
+  static constexpr char kHdf5Signature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  return std::memcmp(start, kHdf5Signature, 8) != 0 && start[8] == '{';
+}
+
+std::string printable_name(const std::string& name) {
+  constexpr size_t kMax = 80;
+  std::string s;
+  for (size_t i = 0; i < name.size() && i < kMax; ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      s += hex;
+    } else {
+      s += static_cast<char>(c);
+    }
+  }
+  if (name.size() > kMax) s += "...";
+  return s;
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
@@ -123,17 +182,27 @@ SafetensorsFile read_safetensors(const std::string& path) {
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(&length), sizeof length)) {
     fail(path, "shorter than the 8-byte header length");
   }
-  if (length > kMaxHeaderBytes || length > file_size - 8) {
+  if (length > file_size - 8) {
     fail(path, "header length " + std::to_string(length) + " exceeds the file (" +
                    std::to_string(file_size) + " bytes)");
+  }
+  if (length > kMaxHeaderBytes) {
+    fail(path, "header length " + std::to_string(length) + " exceeds the format's limit of " +
+                   std::to_string(kMaxHeaderBytes) + " bytes");
   }
   std::string text(length, '\0');
   if (!in.read(text.data(), static_cast<std::streamsize>(length))) fail(path, "header unreadable");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text);
+    header =
+        nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          if (depth > kMaxHeaderDepth) throw TooDeep{};
+          return true;
+        });
   } catch (const nlohmann::json::parse_error& e) {
     fail(path, std::string("header is not valid JSON (") + e.what() + ")");
+  } catch (const TooDeep&) {
+    fail(path, "header nested deeper than a safetensors header");
   }
   if (!header.is_object()) fail(path, "header is not a JSON object");
 
@@ -149,12 +218,14 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (name == "__metadata__") {
       if (!entry.is_object()) fail(path, "__metadata__ is not an object");
       for (const auto& [key, value] : entry.items()) {
-        if (!value.is_string()) fail(path, "__metadata__ value of '" + key + "' is not a string");
+        if (!value.is_string()) {
+          fail(path, "__metadata__ value of '" + printable_name(key) + "' is not a string");
+        }
         file.metadata[key] = value.get<std::string>();
       }
       continue;
     }
-    const std::string where = "tensor '" + name + "': ";
+    const std::string where = "tensor '" + printable_name(name) + "': ";
     if (!entry.is_object() || entry.size() != 3 || !entry.contains("dtype") ||
         !entry.contains("shape") || !entry.contains("data_offsets")) {
       fail(path, where + "expected an object of dtype, shape and data_offsets");
@@ -166,13 +237,20 @@ SafetensorsFile read_safetensors(const std::string& path) {
       t.dtype = SafetensorsDtype::kF32;
     } else if (dtype == "I64") {
       t.dtype = SafetensorsDtype::kI64;
+    } else if (dtype == "F16") {
+      t.dtype = SafetensorsDtype::kF16;
+    } else if (dtype == "BF16") {
+      t.dtype = SafetensorsDtype::kBF16;
     } else {
-      fail(path, where + "dtype " + dtype.dump() + " is not supported (F32 or I64)");
+      fail(path, where + "dtype " + printable_name(dtype.dump()) +
+                     " is not supported (F32, F16, BF16 or I64)");
     }
     const nlohmann::json& shape = entry["shape"];
     if (!shape.is_array()) fail(path, where + "shape is not an array");
     for (const nlohmann::json& d : shape) {
-      if (!d.is_number_unsigned()) fail(path, where + "shape " + shape.dump() + " is not sizes");
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t{1} << 62) {
+        fail(path, where + "shape " + printable_name(shape.dump()) + " is not sizes");
+      }
       t.shape.push_back(d.get<int64_t>());
     }
     const nlohmann::json& offsets = entry["data_offsets"];
@@ -185,10 +263,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
       fail(path, where + "data_offsets " + offsets.dump() + " outside the " +
                      std::to_string(data_size) + " bytes of data");
     }
+    // Compared by division: the element count times the dtype's size may overflow.
     const int64_t n = numel_of(t.shape);
-    if (n < 0 || end - begin != static_cast<uint64_t>(n) * dtype_bytes(t.dtype)) {
-      fail(path, where + "data_offsets " + offsets.dump() + " do not hold shape " + shape.dump() +
-                     " of " + dtype.get<std::string>());
+    const uint64_t bytes = end - begin, size = dtype_bytes(t.dtype);
+    if (n < 0 || bytes % size != 0 || bytes / size != static_cast<uint64_t>(n)) {
+      fail(path, where + "data_offsets " + offsets.dump() + " do not hold shape " +
+                     printable_name(shape.dump()) + " of " + dtype_name(t.dtype));
     }
     spans.push_back({begin, end, file.tensors.size()});
     file.tensors.push_back(std::move(t));
@@ -197,11 +277,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
             [](const Span& a, const Span& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < spans.size(); ++i) {
     if (spans[i].begin < spans[i - 1].end) {
-      fail(path, "tensors '" + file.tensors[spans[i - 1].index].name + "' and '" +
-                     file.tensors[spans[i].index].name + "' overlap");
+      fail(path, "tensors '" + printable_name(file.tensors[spans[i - 1].index].name) + "' and '" +
+                     printable_name(file.tensors[spans[i].index].name) + "' overlap");
     }
   }
-  // Read in data order, one seek per tensor (an empty tensor reads nothing).
+  // Read in data order, one seek per tensor (an empty tensor reads nothing). The spans lie in
+  // the file and do not overlap: what is allocated here is at most twice the file's size.
   const auto data_start = static_cast<std::streamoff>(8 + length);
   for (const Span& s : spans) {
     SafetensorsTensor& t = file.tensors[s.index];
@@ -210,13 +291,23 @@ SafetensorsFile read_safetensors(const std::string& path) {
     in.seekg(data_start + static_cast<std::streamoff>(s.begin));
     if (t.dtype == SafetensorsDtype::kF32) {
       in.read(reinterpret_cast<char*>(t.values.data()), static_cast<std::streamsize>(n * 4));
-    } else {
+    } else if (t.dtype == SafetensorsDtype::kI64) {
       std::vector<int64_t> ints(n);
       in.read(reinterpret_cast<char*>(ints.data()), static_cast<std::streamsize>(n * 8));
       std::transform(ints.begin(), ints.end(), t.values.begin(),
                      [](int64_t v) { return static_cast<float>(v); });
+    } else {
+      std::vector<uint16_t> halves(n);
+      in.read(reinterpret_cast<char*>(halves.data()), static_cast<std::streamsize>(n * 2));
+      if (t.dtype == SafetensorsDtype::kF16) {
+        std::transform(halves.begin(), halves.end(), t.values.begin(), half_to_float);
+      } else {  // bfloat16 is a float's upper half
+        std::transform(halves.begin(), halves.end(), t.values.begin(), [](uint16_t v) {
+          return std::bit_cast<float>(static_cast<uint32_t>(v) << 16);
+        });
+      }
     }
-    if (!in) fail(path, "tensor '" + t.name + "': data unreadable");
+    if (!in) fail(path, "tensor '" + printable_name(t.name) + "': data unreadable");
   }
   return file;
 }

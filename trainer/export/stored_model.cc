@@ -6,10 +6,9 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "io/checkpoint_file.h"
 #include "io/dataset.h"
 #include "io/error.h"
-#include "trainer/weights_file.h"
+#include "trainer/init_from.h"
 
 namespace alexnet::trainer {
 namespace {
@@ -36,66 +35,40 @@ std::string config_value(const std::string& config, const std::string& section,
   return {};
 }
 
-// The input size alexnet-mini was built for, when the file predates the input attributes: the
-// first candidate whose flatten width (classifier.0's in-features) is the stored one.
-int64_t mini_size_from_arrays(const io::CheckpointReader& r, int64_t num_classes,
-                              int64_t channels) {
-  const std::vector<int64_t> stored = r.shape("/model/classifier.0.weight");
-  std::vector<int64_t> candidates = {28, 32};
-  for (int64_t s = 8; s <= 512; ++s) candidates.push_back(s);
-  for (int64_t s : candidates) {
-    try {
-      const ModelSpec spec = build_model("alexnet-mini", num_classes, channels, s, s);
-      if (spec.find_param("classifier.0.weight")->shape == stored) return s;
-    } catch (const std::invalid_argument&) {
-      // too small for the variant: try the next size
-    }
-  }
-  throw io::DataError("'" + r.path() + "': classifier.0.weight fits alexnet-mini at no square " +
-                      "input size up to 512 px");
-}
-
 }  // namespace
 
 StoredModel load_stored_model(const std::string& path) {
-  const io::CheckpointReader r(path);  // format and CRC checked here
-  const std::string arch = r.string_attribute("/model", "arch");
-  const int64_t num_classes = r.int_attribute("/model", "num_classes");
-  int64_t channels = 0, height = 0, width = 0;
-  if (r.has_attribute("/model", "in_channels")) {
-    channels = r.int_attribute("/model", "in_channels");
-    height = r.int_attribute("/model", "input_height");
-    width = r.int_attribute("/model", "input_width");
-  } else {
-    if (!r.has("/model/features.0.weight")) {
-      throw io::DataError("'" + path + "': no /model/features.0.weight (not a model file?)");
-    }
-    const std::vector<int64_t> conv1 = r.shape("/model/features.0.weight");
-    if (conv1.size() != 4) throw io::DataError("'" + path + "': features.0.weight is not 4-D");
-    channels = conv1[1];  // conv1 is never grouped
-    if (arch == "alexnet-mini") height = width = mini_size_from_arrays(r, num_classes, channels);
-  }
+  OpenedWeights w = open_weights(path);  // any kind of file, verified and rebuilt there
   StoredModel m;
-  try {
-    m.spec = build_model(arch, num_classes, channels, height, width);
-  } catch (const std::invalid_argument& e) {
-    throw io::DataError("'" + path + "': " + e.what());
-  }
-  read_model(r, m.spec, m.params, m.buffers);
+  m.spec = std::move(w.spec);
+  m.params = std::move(w.params);
+  m.buffers = std::move(w.buffers);
 
-  if (r.has_attribute("/", "config")) {
-    const std::string train = config_value(r.string_attribute("/", "config"), "data", "train");
-    std::vector<std::string> files;
-    for (const std::string& f : split(train, ' ')) {
-      if (!f.empty()) files.push_back(f);
+  // Our own safetensors export carries the statistics in its metadata.
+  const auto meta = [&](const char* key) {
+    const auto it = w.info.find(key);
+    return it == w.info.end() ? std::string() : it->second;
+  };
+  if (!meta("mean").empty() && !meta("std").empty()) {
+    try {
+      set_normalization(m, meta("mean"), meta("std"));
+    } catch (const io::DataError& e) {
+      throw io::DataError("'" + path + "': metadata " + e.what());
     }
-    if (!files.empty()) {
-      try {
-        set_data_from(m, files);
-      } catch (const io::DataError&) {
-        // The training data moved or is on another machine: the statistics stay unknown and
-        // the tools ask for --mean/--std or --data where they need them.
-      }
+    if (!meta("class_names").empty()) m.class_names = split(meta("class_names"), ',');
+    return m;
+  }
+  const std::string train = config_value(meta("config"), "data", "train");
+  std::vector<std::string> files;
+  for (const std::string& f : split(train, ' ')) {
+    if (!f.empty()) files.push_back(f);
+  }
+  if (!files.empty()) {
+    try {
+      set_data_from(m, files);
+    } catch (const io::DataError&) {
+      // The training data moved or is on another machine: the statistics stay unknown and
+      // the tools ask for --mean/--std or --data where they need them.
     }
   }
   return m;

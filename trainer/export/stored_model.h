@@ -23,13 +23,12 @@ struct StoredModel {
   bool data_known = false;
 };
 
-// Opens and verifies the file (a damaged one throws io::DataError naming it), rebuilds the spec:
-// /model@arch and @num_classes; the input from /model@in_channels, @input_height, @input_width
-// where present (files written since the export tools), otherwise the channels from conv1's weight
-// and the variant's default size, and for alexnet-mini, whose size follows its data, the first of
-// 28, 32 and then every size up to 512 px whose flatten width matches classifier.0.weight. The
-// data statistics come from the dataset named by /@config's [data] train line, when its files
-// can still be opened. An unknown arch or arrays that fit no spec throw io::DataError.
+// Opens and verifies the file through open_weights (trainer/init_from.h): a weights file or
+// training checkpoint, or a safetensors state_dict (ours or PyTorch's), the spec rebuilt as it
+// documents. The data statistics come from a safetensors file's metadata (mean, std,
+// class_names, as to_safetensors writes them), or from the dataset named by an HDF5 file's
+// /@config [data] train line, when its files can still be opened. Anything that fits no spec,
+// an unknown arch or a damaged file throws io::DataError naming the file.
 StoredModel load_stored_model(const std::string& path);
 
 // Overrides from the command line: "--mean 72.9,72.9,72.9" style lists, comma-separated (a single
