@@ -26,7 +26,8 @@ std::vector<float> rank_data(size_t n, int rank) {
 bool same_on_every_rank(Communicator& comm, const std::vector<float>& v) {
   std::vector<float> root = v;
   comm.broadcast(root.data(), root.size() * 4, 0);
-  const int64_t differs = std::memcmp(root.data(), v.data(), v.size() * 4) != 0;
+  // An empty vector's data() may be null, which memcmp must not see.
+  const int64_t differs = !v.empty() && std::memcmp(root.data(), v.data(), v.size() * 4) != 0;
   return comm.all_reduce_max(differs) == 0;
 }
 

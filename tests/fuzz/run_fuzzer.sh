@@ -24,8 +24,11 @@ trap 'rm -f "$stamp"' EXIT
 "$fuzzer" "-max_total_time=$seconds" "${common[@]}" -fork=1 -ignore_crashes=1 \
   -ignore_timeouts=1 -ignore_ooms=1 "$found" "$seeds"
 status=$?
-if [ $status -ne 0 ]; then
-  echo "FAIL: $fuzzer exited with status $status" >&2
+# A non-zero status is the last job's finding (timeout, OOM, crash), judged below with the others;
+# without any new artifact it is the fuzzer's own failure.
+if [ $status -ne 0 ] && [ -z "$(find "$(dirname "$prefix")" -maxdepth 1 -type f \
+    -name "$(basename "$prefix")*" -newer "$stamp" -print -quit)" ]; then
+  echo "FAIL: $fuzzer exited with status $status and left no input behind" >&2
   exit 1
 fi
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "trainer/backend.h"
-#include "trainer/optimizer.h"
 #include "trainer/cpu/reference_ops.h"
+#include "trainer/optimizer.h"
 
 namespace alexnet::trainer {
 namespace {
@@ -195,14 +195,19 @@ class ReferenceBackend final : public Backend {
  public:
   std::string name() const override { return "reference"; }
   ActivationLayout activation_layout() const override { return ActivationLayout::kNCHW; }
+  // Empty copies may come with null pointers (an empty vector's data()): memcpy must not see them.
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
+    if (bytes != 0) std::memcpy(dst, src, bytes);
   }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
+    if (bytes != 0) std::memcpy(dst, src, bytes);
   }
-  void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
-  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void fill_zero(void* dst, size_t bytes) override {
+    if (bytes != 0) std::memset(dst, 0, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes != 0) std::memcpy(dst, src, bytes);
+  }
   bool host_memory() const override { return true; }
   double sum_of_squares(const float* x, size_t n) override {
     return trainer::sum_of_squares({x, n});
