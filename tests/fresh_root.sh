@@ -80,6 +80,15 @@ enter() {
   mkdir -p "$ROOT/dev/shm" "$ROOT/tmp"
   mount -t tmpfs -o size=4g tmpfs "$ROOT/dev/shm" && mounts+=("$ROOT/dev/shm") || return 1
   cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  # What every installed Debian has and debootstrap's minbase leaves out: localhost resolving.
+  printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n' \
+    "$(hostname)" >"$ROOT/etc/hosts"
+  hostname >"$ROOT/etc/hostname"
+  # The host's own network set-up, which a user's machine has of its own: a proxy's CA
+  # certificates (copied, as a bundle the environment below points at) and proxy variables.
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$ROOT/etc/ssl/host" && cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/host/ca.crt"
+  fi
   # Services must not start inside (munge, slurm): what Debian's images do too.
   printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d" && chmod +x "$ROOT/usr/sbin/policy-rc.d"
   local clone="$ROOT.clone"
@@ -91,10 +100,20 @@ enter() {
   echo "clone of $(git -C "$SRC" rev-parse --short HEAD) at /src; CUDA: $([ -d /usr/local/cuda ] && echo bound || echo none)"
 }
 
-# Runs a command line inside the root with a clean environment, in /src.
+# Runs a command line inside the root with a clean environment, in /src: only the host's proxy
+# variables and, where the host has its CA bundle, the variables that make pip and Python trust it.
 inside() {
+  local net=()
+  local v
+  for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    [ -n "${!v:-}" ] && net+=("$v=${!v}")
+  done
+  if [ -f "$ROOT/etc/ssl/host/ca.crt" ]; then
+    net+=(PIP_CERT=/etc/ssl/host/ca.crt REQUESTS_CA_BUNDLE=/etc/ssl/host/ca.crt
+      SSL_CERT_FILE=/etc/ssl/host/ca.crt)
+  fi
   chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${net[@]}" \
     /bin/bash -c "cd /src && $1"
 }
 
