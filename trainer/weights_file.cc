@@ -55,15 +55,6 @@ void save_weights(const std::string& path, const ModelSpec& spec, const std::vec
   w.commit();
 }
 
-std::string weights_arch(const std::string& path) {
-  return io::CheckpointReader(path).string_attribute("/model", "arch");
-}
-
-void load_weights(const std::string& path, const ModelSpec& spec, std::vector<float>& params,
-                  std::vector<float>& buffers) {
-  read_model(io::CheckpointReader(path), spec, params, buffers);
-}
-
 void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
                 std::vector<float>& buffers) {
   const std::string& path = r.path();

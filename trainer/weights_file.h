@@ -14,15 +14,13 @@ namespace alexnet::trainer {
 void save_weights(const std::string& path, const ModelSpec& spec, const std::vector<float>& params,
                   const std::vector<float>& buffers, const std::string& config);
 
-// Fills host params and buffers (sized for `spec`) from a weights file; the file's arch and every
-// tensor's shape must match (io::DataError naming the file and the tensor otherwise), checked
-// before anything is allocated: the file bounds what is read.
-void load_weights(const std::string& path, const ModelSpec& spec, std::vector<float>& params,
-                  std::vector<float>& buffers);
-
 // The same arrays and /model attributes inside a larger file (the training checkpoint).
 void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector<float>& params,
                const std::vector<float>& buffers);
+// Fills host params and buffers (sized for `spec`) from the file's /model; the file's arch and
+// every tensor's shape must match (io::DataError naming the file and the tensor otherwise),
+// checked before anything is allocated: the file bounds what is read. The tools open weights
+// through open_weights (trainer/init_from.h), which takes safetensors too and calls this.
 void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
                 std::vector<float>& buffers);
 
@@ -33,8 +31,5 @@ inline constexpr int64_t kMaxModelClasses = int64_t{1} << 24;  // as datasets (i
 inline constexpr int64_t kMaxModelInputSide = 4096;            // pixels
 void check_model_sizes(const std::string& path, int64_t num_classes, int64_t channels,
                        int64_t height, int64_t width);
-
-// The arch a weights file was saved with.
-std::string weights_arch(const std::string& path);
 
 }  // namespace alexnet::trainer

@@ -1,5 +1,5 @@
 // A two-layer model description of a few floats, for the weights fuzzer and its seed: what
-// load_weights reads (state_dict names, shapes, offsets) without a real AlexNet's size.
+// read_model reads (state_dict names, shapes, offsets) without a real AlexNet's size.
 #pragma once
 
 #include "trainer/model_spec.h"
