@@ -67,32 +67,35 @@ class CpuLrn final : public LrnOp {
   void backward_pixels(const float* x, const float* dy, float* dx) const {
     const int64_t C = s_.channels, pixels = s_.batch * s_.height * s_.width;
     const float two_alpha_beta = 2 * alpha_ * beta_;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < pixels; ++p) {
-      // Per thread, grown once (the first step): the pixel's denominators, then the sums of t.
-      thread_local std::vector<float> d, t;
-      if (d.size() < static_cast<size_t>(C)) {
-        d.resize(static_cast<size_t>(C));
+#pragma omp parallel
+    {
+      // Per thread, grown once (the first step): a pixel's denominators, then the sums of t.
+      thread_local std::vector<float> sums, t;
+      if (sums.size() < static_cast<size_t>(C)) {
+        sums.resize(static_cast<size_t>(C));
         t.resize(static_cast<size_t>(C));
       }
-      const float* __restrict xp = x + p * C;
-      const float* __restrict gp = dy + p * C;
-      float* __restrict dp = dx + p * C;
-      float* __restrict dp_sums = d.data();
+      float* __restrict dp_sums = sums.data();
       float* __restrict tp = t.data();
-      window_sum(xp, dp_sums, s_.size / 2, (s_.size - 1) / 2, true);
+#pragma omp for schedule(static)
+      for (int64_t p = 0; p < pixels; ++p) {
+        const float* __restrict xp = x + p * C;
+        const float* __restrict gp = dy + p * C;
+        float* __restrict dp = dx + p * C;
+        window_sum(xp, dp_sums, s_.size / 2, (s_.size - 1) / 2, true);
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        const float den = k_ + alpha_ * dp_sums[c];
-        float inverse;                                          // 1 / d
-        const float inv = power<kThreeQuarters>(den, inverse);  // d^-beta
-        dp[c] = gp[c] * inv;
-        tp[c] = gp[c] * xp[c] * inv * inverse;  // dy x d^(-beta-1)
+        for (int64_t c = 0; c < C; ++c) {
+          const float den = k_ + alpha_ * dp_sums[c];
+          float inverse;                                          // 1 / d
+          const float inv = power<kThreeQuarters>(den, inverse);  // d^-beta
+          dp[c] = gp[c] * inv;
+          tp[c] = gp[c] * xp[c] * inv * inverse;  // dy x d^(-beta-1)
+        }
+        // The mirrored window gathers, for each c, the t of every c' whose window holds c.
+        window_sum(tp, dp_sums, (s_.size - 1) / 2, s_.size / 2, false);
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) dp[c] -= two_alpha_beta * xp[c] * dp_sums[c];
       }
-      // The mirrored window gathers, for each c, the t of every c' whose window holds c.
-      window_sum(tp, dp_sums, (s_.size - 1) / 2, s_.size / 2, false);
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) dp[c] -= two_alpha_beta * xp[c] * dp_sums[c];
     }
   }
 
