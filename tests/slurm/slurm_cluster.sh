@@ -22,6 +22,10 @@ mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)  # absolute: the daemons and the jobs run elsewhere
 CONF=$DIR/slurm.conf
 PIDS=$DIR/pids
+# munged's key and socket: a folder of its own under /run, named for DIR. munged refuses a socket
+# whose path others cannot traverse (a build under /root, mode 0700 on a fresh Debian) or may
+# write to, so not under DIR.
+MUNGE=/run/alexnet-munge-$(printf '%s' "$DIR" | cksum | cut -d' ' -f1)
 export SLURM_CONF=$CONF
 log() { echo "[slurm_cluster $ACTION] $*"; }
 cannot() { echo "cannot run Slurm here: $*"; exit 77; }
@@ -61,6 +65,7 @@ down() {
   stop slurmd
   stop slurmctld
   stop munged
+  rm -rf "$MUNGE"
   # slurmstepd (one per job step, started by slurmd) ends with its step; give it time, then say
   # so rather than kill what this script did not start.
   local left=""
@@ -100,13 +105,12 @@ for port in "$CTLD_PORT" "$SLURMD_PORT"; do
     exit 1
   fi
 done
-rm -rf "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge"
+rm -rf "$DIR/state" "$DIR/spool" "$DIR/log" "$MUNGE"
 # 0755 and owned by root: munged refuses a socket or key in a folder others may write to.
-mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge" "$PIDS"
-chmod 0755 "$DIR" "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/munge" "$PIDS"
+mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log" "$MUNGE" "$PIDS"
+chmod 0755 "$DIR" "$DIR/state" "$DIR/spool" "$DIR/log" "$MUNGE" "$PIDS"
 
 # munge: a key of our own and a socket of our own, so the system's munged (if any) is not used.
-MUNGE=$DIR/munge
 mungekey --create --keyfile="$MUNGE/munge.key" > /dev/null
 chmod 0400 "$MUNGE/munge.key"
 # -F: in the foreground, so $! is the daemon's PID (saved for down).
