@@ -185,36 +185,6 @@ std::vector<DecayRange> decay_ranges(const ModelSpec& spec) {
   return ranges;
 }
 
-OptimizerConfig optimizer_config(const TrainOptions& o) {
-  OptimizerConfig oc;
-  oc.name = o.optimizer;
-  oc.momentum = o.momentum;
-  oc.nesterov = o.nesterov;
-  oc.momentum_rule = o.momentum_rule;
-  oc.weight_decay = o.weight_decay;
-  oc.beta1 = o.beta1;
-  oc.beta2 = o.beta2;
-  oc.clip_grad_norm = o.clip_grad_norm;
-  return oc;
-}
-
-LrScheduleConfig schedule_config(const TrainOptions& o, int64_t steps_per_epoch) {
-  LrScheduleConfig sc;
-  sc.name = o.schedule;
-  sc.base_lr = o.lr;
-  sc.steps_per_epoch = steps_per_epoch;
-  sc.gamma = o.gamma;
-  sc.step_epochs = o.step_epochs;
-  if (!o.milestones.empty()) sc.milestones = parse_milestones(o.milestones);
-  sc.total_steps = o.max_steps > 0 ? std::min(o.max_steps, steps_per_epoch * o.epochs)
-                                   : steps_per_epoch * o.epochs;
-  sc.min_lr = o.min_lr;
-  sc.warmup_steps = o.warmup_steps;
-  sc.plateau_factor = o.gamma;
-  sc.plateau_patience = o.plateau_patience;
-  return sc;
-}
-
 // Compute threads per rank: the node's cores shared among the ranks on it.
 // Compute threads per rank. A rank that the launcher bound to some CPUs (Open MPI's default
 // binding, Slurm's task affinity) gets exactly those; an unbound one its share of the node.

@@ -265,6 +265,16 @@ void check_combinations(const TrainOptions& o) {
     throw OptionError("precision " + o.precision + " needs the cuda backend: the " + o.backend +
                       " backend computes in fp32");
   }
+  check_name("optim", [&] { validate(optimizer_config(o)); });
+  // The run's length is unknown until the data is open: a long one here, the job checks again.
+  LrScheduleConfig sc = schedule_config(o, 1);
+  sc.total_steps = std::numeric_limits<int64_t>::max() / 4;
+  check_name("optim", [&] { validate(sc); });
+}
+
+}  // namespace
+
+OptimizerConfig optimizer_config(const TrainOptions& o) {
   OptimizerConfig oc;
   oc.name = o.optimizer;
   oc.momentum = o.momentum;
@@ -274,24 +284,25 @@ void check_combinations(const TrainOptions& o) {
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;
   oc.clip_grad_norm = o.clip_grad_norm;
-  check_name("optim", [&] { validate(oc); });
-  // The run's length is unknown until the data is open: a long one here, the job checks again.
+  return oc;
+}
+
+LrScheduleConfig schedule_config(const TrainOptions& o, int64_t steps_per_epoch) {
   LrScheduleConfig sc;
   sc.name = o.schedule;
   sc.base_lr = o.lr;
-  sc.steps_per_epoch = 1;
+  sc.steps_per_epoch = steps_per_epoch;
   sc.gamma = o.gamma;
   sc.step_epochs = o.step_epochs;
   if (!o.milestones.empty()) sc.milestones = parse_milestones(o.milestones);
-  sc.total_steps = std::numeric_limits<int64_t>::max() / 4;
+  sc.total_steps = o.max_steps > 0 ? std::min(o.max_steps, steps_per_epoch * o.epochs)
+                                   : steps_per_epoch * o.epochs;
   sc.min_lr = o.min_lr;
   sc.warmup_steps = o.warmup_steps;
   sc.plateau_factor = o.gamma;
   sc.plateau_patience = o.plateau_patience;
-  check_name("optim", [&] { validate(sc); });
+  return sc;
 }
-
-}  // namespace
 
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   po::options_description options = table(o);

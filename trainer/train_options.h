@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "trainer/lr_schedule.h"
 #include "trainer/model_spec.h"
+#include "trainer/optimizer.h"
 
 namespace alexnet::trainer {
 
@@ -69,6 +71,11 @@ struct TrainOptions {
 // io::OptionError (io/cli.h) with a one-line message naming the option (or the config file) for
 // a bad or unknown option, a value out of range or not finite, or a combination that cannot run.
 bool parse_train_options(int argc, char** argv, TrainOptions& options);
+
+// The optimizer's and the schedule's configuration from the options (the schedule's length from
+// the run's: train.max_steps, or train.epochs of steps_per_epoch steps).
+OptimizerConfig optimizer_config(const TrainOptions& options);
+LrScheduleConfig schedule_config(const TrainOptions& options, int64_t steps_per_epoch);
 
 // Shared by the tools' option checks (alexnet-train, -eval, -export, -predict).
 // Sane bounds on sizes taken from options, checked before anything is allocated.
