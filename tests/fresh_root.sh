@@ -58,8 +58,12 @@ finish() {
   exit 0
 }
 
-bind() {  # bind SOURCE TARGET [ro]
-  mkdir -p "$2" && mount --bind "$1" "$2" && mounts+=("$2") || return 1
+bind() {  # bind SOURCE TARGET [ro|rec]
+  local how=--bind
+  [ "${3:-}" = rec ] && how=--rbind
+  mkdir -p "$2" && mount "$how" "$1" "$2" && mounts+=("$2") || return 1
+  # Slave: unmounting the copies later must not propagate to the host's own mounts.
+  if [ "$how" = --rbind ]; then mount --make-rslave "$2" || return 1; fi
   if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2" || return 1; fi
 }
 
@@ -75,7 +79,8 @@ bootstrap() {
 
 # The chroot as a machine: kernel file systems, a tmpfs /tmp, DNS, the clone and CUDA.
 enter() {
-  bind /proc "$ROOT/proc" && bind /sys "$ROOT/sys" && bind /dev "$ROOT/dev" &&
+  # /sys with what is mounted under it (/sys/fs/cgroup: slurmd needs its cgroups).
+  bind /proc "$ROOT/proc" && bind /sys "$ROOT/sys" rec && bind /dev "$ROOT/dev" &&
     bind /dev/pts "$ROOT/dev/pts" || return 1
   mkdir -p "$ROOT/dev/shm" "$ROOT/tmp"
   mount -t tmpfs -o size=4g tmpfs "$ROOT/dev/shm" && mounts+=("$ROOT/dev/shm") || return 1
