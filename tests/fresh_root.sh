@@ -26,7 +26,7 @@ mounts=()
 cleanup() {
   local i
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null; done
-  if [ "${FRESH_KEEP:-0}" != 1 ]; then rm -rf --one-file-system "$ROOT"; fi
+  if [ "${FRESH_KEEP:-0}" != 1 ]; then rm -rf --one-file-system "$ROOT" "$ROOT.clone"; fi
 }
 trap cleanup EXIT
 
