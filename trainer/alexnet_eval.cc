@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "io/array_file.h"
 #include "io/augment.h"
-#include "io/checkpoint_file.h"
 #include "io/cli.h"
 #include "io/dataset.h"
 #include "io/error.h"
@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     std::printf("loss %.4f top-1 %.2f%% top-5 %.2f%% (%lld images)\n", r.loss, 100 * r.top1,
                 100 * r.top5, static_cast<long long>(r.samples));
     if (!logits_path.empty()) {
-      io::CheckpointWriter out(logits_path);
+      io::ArrayFileWriter out(logits_path);
       out.add("/logits", {r.samples, m.num_classes}, logits.data());
       out.set_attribute("/", "weights", weights);
       out.commit();

@@ -11,7 +11,7 @@
 #include <optional>
 #include <stdexcept>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "io/error.h"
 #include "trainer/weights_file.h"
 
@@ -29,7 +29,7 @@ void save_checkpoint(const std::string& path, const ModelSpec& spec,
                      const std::vector<float>& params, const std::vector<float>& buffers,
                      Optimizer& optimizer, const LrSchedule& schedule,
                      const CheckpointPosition& position, const std::string& config) {
-  io::CheckpointWriter w(path);
+  io::ArrayFileWriter w(path);
   add_model(w, spec, params, buffers);
   const auto size = static_cast<int64_t>(optimizer.size());
   for (const StateArray& a : optimizer.state()) {
@@ -120,7 +120,7 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
                                    std::vector<float>& params, std::vector<float>& buffers,
                                    Optimizer& optimizer, LrSchedule& schedule,
                                    int64_t epoch_samples) {
-  io::CheckpointReader r(path);
+  io::ArrayFileReader r(path);
   read_model(r, spec, params, buffers);
   const std::string name = r.string_attribute("/optimizer", "name");
   if (name != optimizer.config().name) {
@@ -166,7 +166,7 @@ CheckpointPosition load_checkpoint(const std::string& path, const ModelSpec& spe
 }
 
 std::string checkpoint_config(const std::string& path) {
-  io::CheckpointReader r(path);
+  io::ArrayFileReader r(path);
   return r.has_attribute("/", "config") ? r.string_attribute("/", "config") : std::string();
 }
 
@@ -222,7 +222,7 @@ std::string latest_good_checkpoint(const std::string& dir, std::vector<std::stri
   std::vector<std::string> files = list_checkpoints(dir);
   for (auto it = files.rbegin(); it != files.rend(); ++it) {
     try {
-      io::CheckpointReader r(*it);  // verifies format and checksum
+      io::ArrayFileReader r(*it);  // verifies format and checksum
       return *it;
     } catch (const std::exception& e) {
       if (skipped != nullptr) skipped->push_back(e.what());
@@ -257,7 +257,7 @@ bool verifies(const std::string& path) {
   auto& known = verified_checkpoints();
   if (const auto it = known.find(path); now && it != known.end() && it->second == *now) return true;
   try {
-    io::CheckpointReader verified(path);
+    io::ArrayFileReader verified(path);
   } catch (const std::exception&) {  // damaged: no help for a resume
     return false;
   }

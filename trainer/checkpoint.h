@@ -1,5 +1,5 @@
 // The training checkpoint: everything a run needs to continue exactly where it stopped, in one
-// HDF5 file written atomically by rank 0 (io/checkpoint_file.h: temporary file, fsync, rename;
+// HDF5 file written atomically by rank 0 (io/array_file.h: temporary file, fsync, rename;
 // a CRC-32 over every array and every attribute, verified on load). Layout, readable with h5dump
 // and h5py:
 //   /model/<state_dict key>    parameters and buffers, PyTorch names and layouts (as the
@@ -16,7 +16,7 @@
 //   /@config                   the merged configuration text
 //   /@loss_scale, /@loss_scale_good_steps   fp16's dynamic loss scale and its count of good
 //                              steps (trainer/loss_scaler.h); absent where there is no scaling
-//   /@format, /@checksum_crc32 (io/checkpoint_file.h)
+//   /@format, /@checksum_crc32 (io/array_file.h)
 // Files are <run.dir>/checkpoints/step-<step, 9 digits>.h5.
 //
 // One line of checkpoints per folder. A job that started at step S (resumed from a checkpoint of

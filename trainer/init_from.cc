@@ -6,7 +6,7 @@
 #include <regex>
 #include <stdexcept>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "io/error.h"
 #include "trainer/export/safetensors_file.h"
 
@@ -57,7 +57,7 @@ FileContents read_safetensors_contents(const std::string& path) {
 }
 
 FileContents read_hdf5_contents(const std::string& path) {
-  const io::CheckpointReader r(path);  // verifies the checksum: a damaged file stops here
+  const io::ArrayFileReader r(path);  // verifies the checksum: a damaged file stops here
   FileContents c;
   const std::string prefix = "/model/";
   for (const std::string& name : r.arrays()) {

@@ -1,8 +1,8 @@
 // Model <-> weights file mapping.
 #include "trainer/weights_file.h"
 
+#include "io/array_file.h"
 #include "io/augment.h"
-#include "io/checkpoint_file.h"
 #include "io/error.h"
 
 namespace alexnet::trainer {
@@ -30,7 +30,7 @@ void check_model_sizes(const std::string& path, int64_t num_classes, int64_t cha
   check("input_width", width, kMaxModelInputSide);
 }
 
-void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector<float>& params,
+void add_model(io::ArrayFileWriter& w, const ModelSpec& spec, const std::vector<float>& params,
                const std::vector<float>& buffers) {
   for (const LayerSpec& l : spec.layers) {
     for (const ParamSpec& p : l.params) {
@@ -49,13 +49,13 @@ void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector
 
 void save_weights(const std::string& path, const ModelSpec& spec, const std::vector<float>& params,
                   const std::vector<float>& buffers, const std::string& config) {
-  io::CheckpointWriter w(path);
+  io::ArrayFileWriter w(path);
   add_model(w, spec, params, buffers);
   w.set_attribute("/", "config", config);
   w.commit();
 }
 
-void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
+void read_model(const io::ArrayFileReader& r, const ModelSpec& spec, std::vector<float>& params,
                 std::vector<float>& buffers) {
   const std::string& path = r.path();
   check_model_sizes(path, spec.num_classes, spec.in_channels, spec.height, spec.width);

@@ -1,11 +1,11 @@
 // The weights file: every parameter and buffer of a model under /model, named by PyTorch's
-// state_dict keys in PyTorch's layouts, with /model@arch (a checkpoint file, io/checkpoint_file.h).
+// state_dict keys in PyTorch's layouts, with /model@arch (an array file, io/array_file.h).
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "trainer/model_spec.h"
 
 namespace alexnet::trainer {
@@ -15,13 +15,13 @@ void save_weights(const std::string& path, const ModelSpec& spec, const std::vec
                   const std::vector<float>& buffers, const std::string& config);
 
 // The same arrays and /model attributes inside a larger file (the training checkpoint).
-void add_model(io::CheckpointWriter& w, const ModelSpec& spec, const std::vector<float>& params,
+void add_model(io::ArrayFileWriter& w, const ModelSpec& spec, const std::vector<float>& params,
                const std::vector<float>& buffers);
 // Fills host params and buffers (sized for `spec`) from the file's /model; the file's arch and
 // every tensor's shape must match (io::DataError naming the file and the tensor otherwise),
 // checked before anything is allocated: the file bounds what is read. The tools open weights
 // through open_weights (trainer/init_from.h), which takes safetensors too and calls this.
-void read_model(const io::CheckpointReader& r, const ModelSpec& spec, std::vector<float>& params,
+void read_model(const io::ArrayFileReader& r, const ModelSpec& spec, std::vector<float>& params,
                 std::vector<float>& buffers);
 
 // Bounds on the sizes a model file's /model attributes give (num_classes, in_channels,

@@ -1,16 +1,16 @@
 // libFuzzer target: a checkpoint file opened and every array and attribute read
-// (io/checkpoint_file.h CheckpointReader).
+// (io/array_file.h ArrayFileReader).
 #include <cstdint>
 #include <exception>
 #include <vector>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "tests/fuzz/fuzz_file.h"
 
 namespace {
 
 template <typename T>
-void read_array(const alexnet::io::CheckpointReader& r, const std::string& name,
+void read_array(const alexnet::io::ArrayFileReader& r, const std::string& name,
                 const std::vector<int64_t>& shape, int64_t n) {
   std::vector<T> out(static_cast<size_t>(n));
   r.read(name, shape, std::span<T>(out));
@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using alexnet::io::ArrayType;
   const std::string path = alexnet::fuzz::write_input("checkpoint.h5", data, size);
   try {
-    const alexnet::io::CheckpointReader r(path);
+    const alexnet::io::ArrayFileReader r(path);
     for (const std::string& name : r.arrays()) {
       try {
         const std::vector<int64_t> shape = r.shape(name);

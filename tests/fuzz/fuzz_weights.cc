@@ -5,7 +5,7 @@
 #include <exception>
 #include <vector>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "tests/fuzz/fuzz_file.h"
 #include "tests/fuzz/tiny_spec.h"
 #include "trainer/weights_file.h"
@@ -14,12 +14,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const alexnet::trainer::ModelSpec spec = alexnet::fuzz::tiny_spec();
   const std::string path = alexnet::fuzz::write_input("weights.h5", data, size);
   try {
-    (void)alexnet::io::CheckpointReader(path).string_attribute("/model", "arch");
+    (void)alexnet::io::ArrayFileReader(path).string_attribute("/model", "arch");
   } catch (const std::exception&) {
   }
   try {
     std::vector<float> params, buffers;
-    alexnet::trainer::read_model(alexnet::io::CheckpointReader(path), spec, params, buffers);
+    alexnet::trainer::read_model(alexnet::io::ArrayFileReader(path), spec, params, buffers);
   } catch (const std::exception&) {
   }
   return 0;

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "io/synthetic_import.h"
 #include "tests/fuzz/tiny_spec.h"
 #include "trainer/export/safetensors_file.h"
@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
 
   // A checkpoint of every array type and attribute type.
   {
-    io::CheckpointWriter w((out / "checkpoint" / "checkpoint.h5").string());
+    io::ArrayFileWriter w((out / "checkpoint" / "checkpoint.h5").string());
     const std::vector<float> f = {1.5f, -2.0f, 0.25f, 3.0f, 0.0f, 1.0f};
     const std::vector<int64_t> i = {7, -1};
     const std::vector<uint8_t> u = {1, 2, 3, 4};

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "io/error.h"
 #include "tests/subprocess.h"
 #include "tests/temp_dir.h"
@@ -287,7 +287,7 @@ TEST(StoredModel, OldFilesWithoutInputAttributes) {
   TempDir dir;
   const StoredModel m = random_model("alexnet-mini", 10, 3, 32, 5);
   {
-    io::CheckpointWriter w(dir / "old.h5");
+    io::ArrayFileWriter w(dir / "old.h5");
     for (const LayerSpec& l : m.spec.layers) {
       for (const ParamSpec& p : l.params) {
         w.add("/model/" + p.name, p.shape,
@@ -322,7 +322,7 @@ TEST(StoredModel, DamagedFileAndUnknownArchAreDataErrors) {
   }
   EXPECT_THROW(load_stored_model(dir / "weights.h5"), io::DataError);
   {
-    io::CheckpointWriter w(dir / "unknown.h5");
+    io::ArrayFileWriter w(dir / "unknown.h5");
     w.add("/model/features.0.weight", m.spec.layers[0].params[0].shape, m.params.data());
     w.set_attribute("/model", "arch", std::string("alexnet-huge"));
     w.set_attribute("/model", "num_classes", int64_t{10});

@@ -1,5 +1,5 @@
-// Checkpoint files: named arrays in HDF5, CRC-32 verified, atomic by fsync and rename.
-#include "io/checkpoint_file.h"
+// Array files: named arrays and attributes in HDF5, CRC-32 verified, atomic by fsync and rename.
+#include "io/array_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -182,14 +182,14 @@ void write_attribute(hid_t obj, const std::string& name, const AttributeValue& v
 
 // ---- writer ---------------------------------------------------------------------------------
 
-struct CheckpointWriter::State {
+struct ArrayFileWriter::State {
   std::string path, temp;
   h5::Handle file;
   std::map<std::string, uint32_t> records;  // v2: array_key / attribute_key -> CRC-32
   bool committed = false;
 };
 
-CheckpointWriter::CheckpointWriter(std::string path) : state_(std::make_unique<State>()) {
+ArrayFileWriter::ArrayFileWriter(std::string path) : state_(std::make_unique<State>()) {
   h5::quiet_errors();
   state_->path = std::move(path);
   state_->temp = state_->path + ".tmp-" + std::to_string(::getpid());
@@ -200,7 +200,7 @@ CheckpointWriter::CheckpointWriter(std::string path) : state_(std::make_unique<S
   state_->file = h5::create_file(state_->temp);
 }
 
-CheckpointWriter::~CheckpointWriter() {
+ArrayFileWriter::~ArrayFileWriter() {
   if (state_->committed) return;
   state_->file.reset();
   std::error_code ec;  // never throws
@@ -243,24 +243,24 @@ void add_array(hid_t file, std::map<std::string, uint32_t>& records, const std::
 }
 }  // namespace
 
-void CheckpointWriter::add(const std::string& name, const std::vector<int64_t>& shape,
-                           const float* data) {
+void ArrayFileWriter::add(const std::string& name, const std::vector<int64_t>& shape,
+                          const float* data) {
   add_array(state_->file.get(), state_->records, state_->temp, name, shape, ArrayType::kFloat32,
             data);
 }
-void CheckpointWriter::add(const std::string& name, const std::vector<int64_t>& shape,
-                           const int64_t* data) {
+void ArrayFileWriter::add(const std::string& name, const std::vector<int64_t>& shape,
+                          const int64_t* data) {
   add_array(state_->file.get(), state_->records, state_->temp, name, shape, ArrayType::kInt64,
             data);
 }
-void CheckpointWriter::add(const std::string& name, const std::vector<int64_t>& shape,
-                           const uint8_t* data) {
+void ArrayFileWriter::add(const std::string& name, const std::vector<int64_t>& shape,
+                          const uint8_t* data) {
   add_array(state_->file.get(), state_->records, state_->temp, name, shape, ArrayType::kUint8,
             data);
 }
 
-void CheckpointWriter::set_attribute(const std::string& object, const std::string& name,
-                                     const AttributeValue& value) {
+void ArrayFileWriter::set_attribute(const std::string& object, const std::string& name,
+                                    const AttributeValue& value) {
   const std::string what = "setting attribute '" + name + "' of '" + object + "'";
   // The checksum names objects by their full path: one spelling for each.
   if (object.empty() || object[0] != '/' || (object.size() > 1 && object.back() == '/') ||
@@ -283,8 +283,8 @@ void CheckpointWriter::set_attribute(const std::string& object, const std::strin
   state_->records[attribute_key(object, name)] = v2_attribute_crc(object, name, value);
 }
 
-void CheckpointWriter::commit() {
-  if (state_->committed) throw std::logic_error("CheckpointWriter::commit called twice");
+void ArrayFileWriter::commit() {
+  if (state_->committed) throw std::logic_error("ArrayFileWriter::commit called twice");
   const std::string what = "finishing '" + state_->temp + "'";
   {
     h5::Handle root(ALEXNET_H5_CHECK(H5Gopen2(state_->file.get(), "/", H5P_DEFAULT), what));
@@ -306,7 +306,7 @@ void CheckpointWriter::commit() {
 
 // ---- reader ---------------------------------------------------------------------------------
 
-struct CheckpointReader::State {
+struct ArrayFileReader::State {
   std::string path;
   h5::Handle file;
   struct Entry {
@@ -416,7 +416,7 @@ void read_raw(hid_t file, const std::string& name, ArrayType type, void* out,
 
 }  // namespace
 
-CheckpointReader::CheckpointReader(const std::string& path) : state_(std::make_unique<State>()) {
+ArrayFileReader::ArrayFileReader(const std::string& path) : state_(std::make_unique<State>()) {
   state_->path = path;
   state_->file = h5::open_file_readonly(path);
   const std::string what = "'" + path + "'";
@@ -475,18 +475,18 @@ CheckpointReader::CheckpointReader(const std::string& path) : state_(std::make_u
   }
 }
 
-CheckpointReader::~CheckpointReader() = default;
-CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
+ArrayFileReader::~ArrayFileReader() = default;
+ArrayFileReader::ArrayFileReader(ArrayFileReader&&) noexcept = default;
 
-const std::string& CheckpointReader::path() const { return state_->path; }
+const std::string& ArrayFileReader::path() const { return state_->path; }
 
-std::vector<std::string> CheckpointReader::arrays() const {
+std::vector<std::string> ArrayFileReader::arrays() const {
   std::vector<std::string> names;
   for (const auto& [name, entry] : state_->arrays) names.push_back(name);
   return names;
 }
 
-bool CheckpointReader::has(const std::string& name) const { return state_->arrays.count(name) > 0; }
+bool ArrayFileReader::has(const std::string& name) const { return state_->arrays.count(name) > 0; }
 
 namespace {
 template <typename Map>
@@ -503,17 +503,17 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }
 }  // namespace
 
-std::vector<int64_t> CheckpointReader::shape(const std::string& name) const {
+std::vector<int64_t> ArrayFileReader::shape(const std::string& name) const {
   return find_entry(state_->arrays, name, state_->path).shape;
 }
 
-ArrayType CheckpointReader::type(const std::string& name) const {
+ArrayType ArrayFileReader::type(const std::string& name) const {
   return find_entry(state_->arrays, name, state_->path).type;
 }
 
 namespace {
 template <typename T>
-void checked_read(const CheckpointReader& reader, hid_t file, const std::string& name,
+void checked_read(const ArrayFileReader& reader, hid_t file, const std::string& name,
                   ArrayType want, const std::vector<int64_t>& expected, std::span<T> out) {
   const std::string& path = reader.path();
   if (reader.type(name) != want) {
@@ -531,16 +531,16 @@ void checked_read(const CheckpointReader& reader, hid_t file, const std::string&
 }
 }  // namespace
 
-void CheckpointReader::read(const std::string& name, const std::vector<int64_t>& expected_shape,
-                            std::span<float> out) const {
+void ArrayFileReader::read(const std::string& name, const std::vector<int64_t>& expected_shape,
+                           std::span<float> out) const {
   checked_read(*this, state_->file.get(), name, ArrayType::kFloat32, expected_shape, out);
 }
-void CheckpointReader::read(const std::string& name, const std::vector<int64_t>& expected_shape,
-                            std::span<int64_t> out) const {
+void ArrayFileReader::read(const std::string& name, const std::vector<int64_t>& expected_shape,
+                           std::span<int64_t> out) const {
   checked_read(*this, state_->file.get(), name, ArrayType::kInt64, expected_shape, out);
 }
-void CheckpointReader::read(const std::string& name, const std::vector<int64_t>& expected_shape,
-                            std::span<uint8_t> out) const {
+void ArrayFileReader::read(const std::string& name, const std::vector<int64_t>& expected_shape,
+                           std::span<uint8_t> out) const {
   checked_read(*this, state_->file.get(), name, ArrayType::kUint8, expected_shape, out);
 }
 
@@ -554,7 +554,7 @@ h5::Handle open_object(hid_t file, const std::string& object, const std::string&
 }
 }  // namespace
 
-bool CheckpointReader::has_attribute(const std::string& object, const std::string& name) const {
+bool ArrayFileReader::has_attribute(const std::string& object, const std::string& name) const {
   if (object != "/" && H5Lexists(state_->file.get(), object.c_str(), H5P_DEFAULT) <= 0) {
     return false;
   }
@@ -562,8 +562,8 @@ bool CheckpointReader::has_attribute(const std::string& object, const std::strin
   return h5::has_attribute(obj.get(), name);
 }
 
-std::string CheckpointReader::string_attribute(const std::string& object,
-                                               const std::string& name) const {
+std::string ArrayFileReader::string_attribute(const std::string& object,
+                                              const std::string& name) const {
   h5::Handle obj = open_object(state_->file.get(), object, state_->path);
   if (!h5::has_attribute(obj.get(), name)) {
     throw DataError("'" + state_->path + "': '" + object + "' has no attribute '" + name + "'");
@@ -571,7 +571,7 @@ std::string CheckpointReader::string_attribute(const std::string& object,
   return h5::read_string_attribute(obj.get(), name, "'" + state_->path + "' " + object);
 }
 
-int64_t CheckpointReader::int_attribute(const std::string& object, const std::string& name) const {
+int64_t ArrayFileReader::int_attribute(const std::string& object, const std::string& name) const {
   h5::Handle obj = open_object(state_->file.get(), object, state_->path);
   if (!h5::has_attribute(obj.get(), name)) {
     throw DataError("'" + state_->path + "': '" + object + "' has no attribute '" + name + "'");
@@ -579,7 +579,7 @@ int64_t CheckpointReader::int_attribute(const std::string& object, const std::st
   return h5::read_int_attribute(obj.get(), name, "'" + state_->path + "' " + object);
 }
 
-double CheckpointReader::float_attribute(const std::string& object, const std::string& name) const {
+double ArrayFileReader::float_attribute(const std::string& object, const std::string& name) const {
   h5::Handle obj = open_object(state_->file.get(), object, state_->path);
   if (!h5::has_attribute(obj.get(), name)) {
     throw DataError("'" + state_->path + "': '" + object + "' has no attribute '" + name + "'");

@@ -1,6 +1,6 @@
-// Checkpoint files: round trip, atomic commit, damage detection, shape checks, h5py readability;
-// the v2 checksum covers every attribute (each edited with h5py is refused) and a scalar's name;
-// v1 files (written here by h5py with the v1 rule) still open.
+// Array files (io/array_file.h): round trip, atomic commit, damage detection, shape checks, h5py
+// readability; the v2 checksum covers every attribute (each edited with h5py is refused) and a
+// scalar's name; v1 files (written here by h5py with the v1 rule) still open.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -9,7 +9,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "io/checkpoint_file.h"
+#include "io/array_file.h"
 #include "io/error.h"
 #include "tests/io/test_util.h"
 #include "tests/subprocess.h"
@@ -26,7 +26,7 @@ std::vector<float> iota_floats(size_t n, float start) {
 }
 
 void write_sample(const std::string& path, float start) {
-  CheckpointWriter w(path);
+  ArrayFileWriter w(path);
   auto conv = iota_floats(2 * 3 * 5 * 5, start);
   auto bias = iota_floats(7, -start);
   std::vector<int64_t> rng{1, -2, 1ll << 40};
@@ -43,11 +43,11 @@ void write_sample(const std::string& path, float start) {
   w.commit();
 }
 
-TEST(CheckpointFile, RoundTrip) {
+TEST(ArrayFile, RoundTrip) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 0.5f);
-  CheckpointReader r(path);
+  ArrayFileReader r(path);
   EXPECT_EQ(r.arrays(), (std::vector<std::string>{
                             "/model/classifier.6.bias", "/model/features.0.weight",
                             "/optimizer/momentum/features.0.weight", "/rng/bytes", "/rng/state"}));
@@ -70,11 +70,11 @@ TEST(CheckpointFile, RoundTrip) {
   EXPECT_EQ(r.type("/rng/state"), ArrayType::kInt64);
 }
 
-TEST(CheckpointFile, ReadChecksShapeTypeAndName) {
+TEST(ArrayFile, ReadChecksShapeTypeAndName) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 1.0f);
-  CheckpointReader r(path);
+  ArrayFileReader r(path);
   std::vector<float> buf(150);
   try {
     r.read("/model/features.0.weight", {3, 2, 5, 5}, std::span<float>(buf));
@@ -97,28 +97,28 @@ std::vector<std::string> names_in(const std::filesystem::path& dir) {
   return names;
 }
 
-TEST(CheckpointFile, AbandonedWriteLeavesTheOldFileAndNoTemporary) {
+TEST(ArrayFile, AbandonedWriteLeavesTheOldFileAndNoTemporary) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 1.0f);
   {
-    CheckpointWriter w(path);
+    ArrayFileWriter w(path);
     auto junk = iota_floats(10, 9.0f);
     w.add("/model/other", {10}, junk.data());
     EXPECT_EQ(names_in(dir.path()).size(), 2u);  // the old file and the temporary
   }                                              // no commit: an error, a signal, a full disk
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"ckpt.h5"});
-  CheckpointReader r(path);
+  ArrayFileReader r(path);
   EXPECT_TRUE(r.has("/model/features.0.weight"));
   EXPECT_FALSE(r.has("/model/other"));
 }
 
-TEST(CheckpointFile, CommitReplacesAtomically) {
+TEST(ArrayFile, CommitReplacesAtomically) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 1.0f);
   write_sample(path, 2.0f);
-  CheckpointReader r(path);
+  ArrayFileReader r(path);
   std::vector<float> conv(150);
   r.read("/model/features.0.weight", {2, 3, 5, 5}, std::span<float>(conv));
   EXPECT_EQ(conv[0], 2.0f);
@@ -144,7 +144,7 @@ long find_bytes(const std::string& path, const std::vector<float>& values) {
   return at == std::string::npos ? -1 : static_cast<long>(at);
 }
 
-TEST(CheckpointFile, DamagedDataIsRefused) {
+TEST(ArrayFile, DamagedDataIsRefused) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 0.5f);
@@ -152,7 +152,7 @@ TEST(CheckpointFile, DamagedDataIsRefused) {
   ASSERT_GE(at, 0);
   damage(path, at + 8, 4);  // one float of the weights
   try {
-    CheckpointReader r(path);
+    ArrayFileReader r(path);
     FAIL() << "a damaged checkpoint was accepted";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("checksum"), std::string::npos) << e.what();
@@ -160,33 +160,33 @@ TEST(CheckpointFile, DamagedDataIsRefused) {
   }
 }
 
-TEST(CheckpointFile, TruncatedMissingAndForeignFilesAreRefused) {
+TEST(ArrayFile, TruncatedMissingAndForeignFilesAreRefused) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 0.5f);
   std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
-  EXPECT_THROW(CheckpointReader{path}, DataError);
-  EXPECT_THROW(CheckpointReader{dir / "none.h5"}, DataError);
+  EXPECT_THROW(ArrayFileReader{path}, DataError);
+  EXPECT_THROW(ArrayFileReader{dir / "none.h5"}, DataError);
   auto shard = testing::write_pattern_dataset(dir / "ds", 4, 3, 3, 1, 2, 0);
   try {
-    CheckpointReader r(shard[0]);
+    ArrayFileReader r(shard[0]);
     FAIL() << "a dataset shard was accepted as a checkpoint";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("not a checkpoint"), std::string::npos) << e.what();
   }
 }
 
-TEST(CheckpointFile, WriterRejectsBadNamesAndFolders) {
+TEST(ArrayFile, WriterRejectsBadNamesAndFolders) {
   TempDir dir;
-  EXPECT_THROW(CheckpointWriter(dir / "missing/ckpt.h5"), DataError);
-  CheckpointWriter w(dir / "ckpt.h5");
+  EXPECT_THROW(ArrayFileWriter(dir / "missing/ckpt.h5"), DataError);
+  ArrayFileWriter w(dir / "ckpt.h5");
   float x = 1;
   EXPECT_THROW(w.add("relative", {1}, &x), DataError);
   w.add("/a/x", {1}, &x);
   EXPECT_THROW(w.add("/a/x", {1}, &x), DataError);
 }
 
-TEST(CheckpointFile, H5pyReadsTheLayout) {
+TEST(ArrayFile, H5pyReadsTheLayout) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 0.5f);
@@ -257,7 +257,7 @@ edited("same", "/model@arch rewritten",
 print(len(attrs), "attributes")
 )PY";
 
-TEST(CheckpointFile, EveryEditedAttributeIsRefused) {
+TEST(ArrayFile, EveryEditedAttributeIsRefused) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   write_sample(path, 0.5f);
@@ -271,11 +271,11 @@ TEST(CheckpointFile, EveryEditedAttributeIsRefused) {
     words >> file >> expect;
     if (expect == "same") {
       ++same;
-      EXPECT_NO_THROW(CheckpointReader{file}) << line;
+      EXPECT_NO_THROW(ArrayFileReader{file}) << line;
     } else if (expect == "refused") {
       ++refused;
       try {
-        CheckpointReader r(file);
+        ArrayFileReader r(file);
         ADD_FAILURE() << "accepted: " << line;
       } catch (const DataError& e) {
         EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
@@ -289,23 +289,23 @@ TEST(CheckpointFile, EveryEditedAttributeIsRefused) {
   EXPECT_EQ(same, 2);
 }
 
-TEST(CheckpointFile, AScalarArraysNameIsCovered) {
+TEST(ArrayFile, AScalarArraysNameIsCovered) {
   TempDir dir;
   const std::string path = dir / "ckpt.h5";
   {
-    CheckpointWriter w(path);
+    ArrayFileWriter w(path);
     const int64_t count = 7;
     w.add("/rng/count", {}, &count);  // v1 left a scalar's name out of its checksum
     w.commit();
   }
   int64_t count = 0;
-  CheckpointReader(path).read("/rng/count", {}, std::span<int64_t>(&count, 1));
+  ArrayFileReader(path).read("/rng/count", {}, std::span<int64_t>(&count, 1));
   EXPECT_EQ(count, 7);
   python(dir, "rename",
          "import h5py, sys\nwith h5py.File(sys.argv[1], 'r+') as f: f.move('/rng/count', "
          "'/rng/other')\n",
          test::shell_quote(path));
-  EXPECT_THROW(CheckpointReader{path}, DataError);
+  EXPECT_THROW(ArrayFileReader{path}, DataError);
 }
 
 // A file as alexnet-checkpoint-v1 wrote it: the CRC over the arrays only, computed as the v1
@@ -334,12 +334,12 @@ with h5py.File(sys.argv[1], "w") as f:
     f.attrs["checksum_crc32"] = np.int64(crc)
 )PY";
 
-TEST(CheckpointFile, V1FilesStillOpen) {
+TEST(ArrayFile, V1FilesStillOpen) {
   TempDir dir;
   const std::string path = dir / "v1.h5";
   python(dir, "v1", kWriteV1, test::shell_quote(path));
   {
-    CheckpointReader r(path);
+    ArrayFileReader r(path);
     EXPECT_EQ(r.arrays(),
               (std::vector<std::string>{"/model/w", "/rng/bytes", "/rng/state", "/scalar"}));
     std::vector<float> w(6);
@@ -356,7 +356,7 @@ TEST(CheckpointFile, V1FilesStillOpen) {
          "import h5py, sys\nwith h5py.File(sys.argv[1], 'r+') as f: f['/model/w'][0, 1] = 9\n",
          test::shell_quote(path));
   try {
-    CheckpointReader r(path);
+    ArrayFileReader r(path);
     FAIL() << "a damaged v1 file was accepted";
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("checksum mismatch"), std::string::npos) << e.what();
@@ -364,9 +364,9 @@ TEST(CheckpointFile, V1FilesStillOpen) {
   }
 }
 
-TEST(CheckpointFile, WriterRejectsAmbiguousObjectsAndReservedAttributes) {
+TEST(ArrayFile, WriterRejectsAmbiguousObjectsAndReservedAttributes) {
   TempDir dir;
-  CheckpointWriter w(dir / "ckpt.h5");
+  ArrayFileWriter w(dir / "ckpt.h5");
   float x = 1;
   w.add("/a/x", {1}, &x);
   EXPECT_THROW(w.set_attribute("a", "n", int64_t{1}), DataError);
@@ -378,7 +378,7 @@ TEST(CheckpointFile, WriterRejectsAmbiguousObjectsAndReservedAttributes) {
   w.set_attribute("/a/x", "n", int64_t{1});
   w.set_attribute("/a/x", "n", int64_t{2});  // replaced: the checksum covers the last value
   w.commit();
-  CheckpointReader r(dir / "ckpt.h5");
+  ArrayFileReader r(dir / "ckpt.h5");
   EXPECT_EQ(r.int_attribute("/a/x", "n"), 2);
 }
 

@@ -1,9 +1,11 @@
-// A file of named arrays and attributes in HDF5 (model weights, optimizer state, RNG states,
-// data position), written atomically and verified on load. The trainer maps its state onto
-// names; this file knows nothing of models. Layout (h5dump / h5py readable):
+// An array file: named arrays and attributes in HDF5, written atomically and verified on load.
+// The storage under checkpoints (model weights, optimizer state, RNG states, data position),
+// weights files and logits; the callers choose the names, and this file knows nothing of models
+// or training. Layout (h5dump / h5py readable):
 //   /<group>/<name>  one dataset per array (float32, int64 or uint8), e.g. /model/features.0.weight
 //   attributes on any group or on the root, e.g. /model@arch = "alexnet-torchvision"
-//   /@format = "alexnet-checkpoint-v2", /@checksum_crc32: a CRC-32 over one record per array
+//   /@format = "alexnet-checkpoint-v2" (named when checkpoints were its only use; existing files
+//   carry it, so it stays), /@checksum_crc32: a CRC-32 over one record per array
 //   (full name, element type, shape, bytes) and one per attribute (object path, name, type,
 //   value; all but the checksum itself, /@format included), in the order of array names and
 //   then of object paths and attribute names; checked when the file is opened, so an edited
@@ -28,12 +30,12 @@ using AttributeValue = std::variant<std::string, int64_t, double>;
 // Collects arrays, then commit() writes PATH.tmp-PID, flushes and fsyncs it, renames it to PATH
 // and fsyncs the folder: a crash or a full disk at any point leaves either the old PATH or the
 // new one, never a torn file. Without commit(), the destructor removes the temporary.
-class CheckpointWriter {
+class ArrayFileWriter {
  public:
-  explicit CheckpointWriter(std::string path);
-  ~CheckpointWriter();
-  CheckpointWriter(const CheckpointWriter&) = delete;
-  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  explicit ArrayFileWriter(std::string path);
+  ~ArrayFileWriter();
+  ArrayFileWriter(const ArrayFileWriter&) = delete;
+  ArrayFileWriter& operator=(const ArrayFileWriter&) = delete;
 
   // `name` is a full path such as "/model/features.0.weight"; groups are created as needed.
   // The data is written now (nothing is kept by reference after the call).
@@ -54,13 +56,13 @@ class CheckpointWriter {
 
 enum class ArrayType { kFloat32, kInt64, kUint8 };
 
-// Opens and verifies a checkpoint: format attribute and checksum (v2: arrays and attributes; v1:
+// Opens and verifies an array file: format attribute and checksum (v2: arrays and attributes; v1:
 // arrays). A damaged, truncated, edited or foreign file throws DataError naming it.
-class CheckpointReader {
+class ArrayFileReader {
  public:
-  explicit CheckpointReader(const std::string& path);
-  ~CheckpointReader();
-  CheckpointReader(CheckpointReader&&) noexcept;
+  explicit ArrayFileReader(const std::string& path);
+  ~ArrayFileReader();
+  ArrayFileReader(ArrayFileReader&&) noexcept;
 
   const std::string& path() const;
   std::vector<std::string> arrays() const;  // full names, sorted
