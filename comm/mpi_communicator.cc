@@ -9,7 +9,7 @@
 #include <string>
 
 #include "comm/mpi_check.h"
-#include "comm/wire_types.h"
+#include "io/numeric/precision.h"
 
 namespace alexnet::comm {
 
@@ -94,9 +94,9 @@ size_t chunk_begin(size_t count, int p, int k) {
 void encode(const float* in, size_t n, WireType wire, uint8_t* out) {
   auto* h = reinterpret_cast<uint16_t*>(out);
   if (wire == WireType::kBFloat16) {
-    for (size_t i = 0; i < n; ++i) h[i] = float_to_bf16(in[i]);
+    for (size_t i = 0; i < n; ++i) h[i] = numeric::float_to_bf16(in[i]);
   } else {
-    for (size_t i = 0; i < n; ++i) h[i] = float_to_fp16(in[i]);
+    for (size_t i = 0; i < n; ++i) h[i] = numeric::float_to_fp16(in[i]);
   }
 }
 
@@ -111,11 +111,11 @@ void decode(const uint8_t* in, size_t n, WireType wire, float* out) {
   const auto* h = reinterpret_cast<const uint16_t*>(in);
   if (wire == WireType::kBFloat16) {
     for (size_t i = 0; i < n; ++i) {
-      out[i] = kAccumulate ? out[i] + bf16_to_float(h[i]) : bf16_to_float(h[i]);
+      out[i] = kAccumulate ? out[i] + numeric::bf16_to_float(h[i]) : numeric::bf16_to_float(h[i]);
     }
   } else {
     for (size_t i = 0; i < n; ++i) {
-      out[i] = kAccumulate ? out[i] + fp16_to_float(h[i]) : fp16_to_float(h[i]);
+      out[i] = kAccumulate ? out[i] + numeric::fp16_to_float(h[i]) : numeric::fp16_to_float(h[i]);
     }
   }
 }

@@ -1,6 +1,6 @@
 // Checks an NCCL call: a failure becomes std::runtime_error naming the call, where it was, what it
-// was doing, NCCL's name for the result and its last error message, e.g. "NCCL call
-// ncclCommInitRankConfig(...) failed at comm/nccl_communicator.cc:90 while creating the NCCL
+// was doing, NCCL's name for the result and its last error message (io/call_error.h), e.g. "NCCL
+// call ncclCommInitRankConfig(...) failed at comm/nccl_communicator.cc:90 while creating the NCCL
 // communicator of rank 3 of 8: unhandled system error (run with NCCL_DEBUG=INFO for details)
 // [socketStartConnect: Connect to 10.0.0.2<43125> failed : Connection refused]".
 //
@@ -12,8 +12,9 @@
 
 #include <nccl.h>
 
-#include <stdexcept>
 #include <string>
+
+#include "io/call_error.h"
 
 namespace alexnet::comm {
 
@@ -30,9 +31,7 @@ inline std::string nccl_error_text(ncclResult_t result) {
 
 [[noreturn]] inline void throw_nccl_error(const char* call, const char* file, int line,
                                           const std::string& context, ncclResult_t result) {
-  throw std::runtime_error(std::string("NCCL call ") + call + " failed at " + file + ":" +
-                           std::to_string(line) + " while " + context + ": " +
-                           nccl_error_text(result));
+  io::throw_call_error("NCCL", call, file, line, context, nccl_error_text(result));
 }
 
 }  // namespace alexnet::comm

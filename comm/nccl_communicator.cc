@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "comm/nccl_check.h"
-#include "trainer/cuda/cast_kernels.h"
-#include "trainer/cuda/cuda_check.h"
-#include "trainer/precision.h"
+#include "io/cuda/cast_kernels.h"
+#include "io/cuda/cuda_check.h"
+#include "io/numeric/precision.h"
 
 namespace alexnet::comm {
 
@@ -63,8 +63,8 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-trainer::Precision wire_precision(WireType wire) {
-  return wire == WireType::kBFloat16 ? trainer::Precision::kBFloat16 : trainer::Precision::kFloat16;
+numeric::Precision wire_precision(WireType wire) {
+  return wire == WireType::kBFloat16 ? numeric::Precision::kBFloat16 : numeric::Precision::kFloat16;
 }
 
 ncclDataType_t wire_nccl_type(WireType wire) {
@@ -359,8 +359,8 @@ void NcclCommunicator::reduce_on_devices(std::span<float* const> per_device, siz
       ALEXNET_CUDA_CHECK(cudaEventRecord(ready_events_[i], compute_streams_[i]), what);
       ALEXNET_CUDA_CHECK(cudaStreamWaitEvent(comm_streams_[i], ready_events_[i], 0), what);
       if (staged) {
-        trainer::cuda::cast_from_float(per_device[i], staging_[i], count, wire_precision(wire),
-                                       comm_streams_[i]);  // checks its launch
+        cuda::cast_from_float(per_device[i], staging_[i], count, wire_precision(wire),
+                              comm_streams_[i]);  // checks its launch
       }
     }
     in_group(what, [&] {
@@ -376,8 +376,8 @@ void NcclCommunicator::reduce_on_devices(std::span<float* const> per_device, siz
     for (size_t i = 0; i < devices_.size(); ++i) {
       ALEXNET_CUDA_CHECK(cudaSetDevice(devices_[i]), what);
       if (staged) {
-        trainer::cuda::cast_to_float(staging_[i], per_device[i], count, wire_precision(wire),
-                                     comm_streams_[i]);  // checks its launch
+        cuda::cast_to_float(staging_[i], per_device[i], count, wire_precision(wire),
+                            comm_streams_[i]);  // checks its launch
       }
       ALEXNET_CUDA_CHECK(cudaEventRecord(done_events_[i], comm_streams_[i]), what);
     }

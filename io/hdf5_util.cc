@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 
+#include "io/call_error.h"
 #include "io/error.h"
 
 namespace alexnet::io::h5 {
@@ -99,10 +100,10 @@ void quiet_errors() {
   }
 }
 
-void check_status(int64_t status, const char* call, const char* where, const std::string& what) {
+void check_status(int64_t status, const char* call, const char* file, int line,
+                  const std::string& what) {
   if (status >= 0) return;
-  throw DataError("HDF5 call " + std::string(call) + " failed at " + where + " while " + what +
-                  ": " + hdf5_error_text());
+  throw DataError(failed_call_message("HDF5", call, file, line, what, hdf5_error_text()));
 }
 
 void Handle::reset() {

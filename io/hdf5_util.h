@@ -15,19 +15,19 @@ namespace alexnet::io::h5 {
 // per-thread in thread-safe builds); our checks report errors as one line instead.
 void quiet_errors();
 
-// Throws DataError "HDF5 call <call> failed at <file:line> while <what>: <HDF5's message>" when
-// `status` is negative. `what` names the file or object being worked on.
-void check_status(int64_t status, const char* call, const char* where, const std::string& what);
+// Throws DataError "HDF5 call <call> failed at <file:line> while <what>: <HDF5's message>" (the
+// failed-call message of io/call_error.h) when `status` is negative. `what` names the file or
+// object being worked on: a failing HDF5 call is most often a damaged or foreign file.
+void check_status(int64_t status, const char* call, const char* file, int line,
+                  const std::string& what);
 
-#define ALEXNET_STR2(x) #x
-#define ALEXNET_STR(x) ALEXNET_STR2(x)
 // Evaluates an HDF5 call once, throws on failure, and yields its value (an hid_t or herr_t).
-#define ALEXNET_H5_CHECK(call, what)                                               \
-  [&]() {                                                                          \
-    auto h5_check_result_ = (call);                                                \
-    ::alexnet::io::h5::check_status(static_cast<int64_t>(h5_check_result_), #call, \
-                                    __FILE__ ":" ALEXNET_STR(__LINE__), (what));   \
-    return h5_check_result_;                                                       \
+#define ALEXNET_H5_CHECK(call, what)                                                         \
+  [&]() {                                                                                    \
+    auto h5_check_result_ = (call);                                                          \
+    ::alexnet::io::h5::check_status(static_cast<int64_t>(h5_check_result_), #call, __FILE__, \
+                                    __LINE__, (what));                                       \
+    return h5_check_result_;                                                                 \
   }()
 
 // Owns one HDF5 identifier and closes it with the close function matching its type.

@@ -21,9 +21,9 @@
 #include <memory>
 #include <string>
 
+#include "trainer/backend_options.h"
 #include "trainer/op_shapes.h"
 #include "trainer/optimizer_math.h"
-#include "trainer/precision.h"
 
 namespace alexnet::trainer {
 

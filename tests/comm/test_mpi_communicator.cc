@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
-#include "comm/wire_types.h"
+#include "io/numeric/precision.h"
 
 namespace alexnet::comm {
 namespace {
@@ -88,14 +88,15 @@ INSTANTIATE_TEST_SUITE_P(Sizes, RingAllReduce,
                          });
 
 TEST(WireTypes, RoundToNearestEvenAndKeepSpecials) {
-  EXPECT_EQ(bf16_to_float(float_to_bf16(1.0f)), 1.0f);
-  EXPECT_EQ(bf16_to_float(float_to_bf16(1.0f + 1.0f / 256)), 1.0f);  // tie: to even
-  EXPECT_EQ(bf16_to_float(float_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
-  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::nanf("")))));
-  EXPECT_TRUE(std::isinf(bf16_to_float(float_to_bf16(INFINITY))));
-  EXPECT_EQ(fp16_to_float(float_to_fp16(0.5f)), 0.5f);
-  EXPECT_EQ(fp16_to_float(float_to_fp16(65504.0f)), 65504.0f);
-  EXPECT_TRUE(std::isinf(fp16_to_float(float_to_fp16(1e6f))));
+  EXPECT_EQ(numeric::bf16_to_float(numeric::float_to_bf16(1.0f)), 1.0f);
+  EXPECT_EQ(numeric::bf16_to_float(numeric::float_to_bf16(1.0f + 1.0f / 256)),
+            1.0f);  // tie: to even
+  EXPECT_EQ(numeric::bf16_to_float(numeric::float_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
+  EXPECT_TRUE(std::isnan(numeric::bf16_to_float(numeric::float_to_bf16(std::nanf("")))));
+  EXPECT_TRUE(std::isinf(numeric::bf16_to_float(numeric::float_to_bf16(INFINITY))));
+  EXPECT_EQ(numeric::fp16_to_float(numeric::float_to_fp16(0.5f)), 0.5f);
+  EXPECT_EQ(numeric::fp16_to_float(numeric::float_to_fp16(65504.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(numeric::fp16_to_float(numeric::float_to_fp16(1e6f))));
 }
 
 TEST(SmallCollectives, DoublesMaxBroadcastGatherBarrier) {

@@ -22,8 +22,8 @@
 #include "trainer/optimizer.h"
 
 #if defined(ALEXNET_TEST_CUDA_KERNELS)
+#include "io/cuda/cast_kernels.h"
 #include "trainer/cuda/augment_kernels.h"
-#include "trainer/cuda/cast_kernels.h"
 #include "trainer/cuda/cuda_backend.h"
 #endif
 
@@ -376,8 +376,8 @@ std::vector<float> round_trip(Backend& gpu, const std::vector<float>& x, Precisi
   const cudaStream_t stream = cuda::backend_stream(gpu);
   DeviceArray<float> gx(gpu, x), gy(gpu, x.size(), NAN);
   auto half = gpu.allocate(x.size() * 2);
-  cuda::cast_from_float(gx.get(), half.get(), x.size(), precision, stream);
-  cuda::cast_to_float(half.get(), gy.get(), x.size(), precision, stream);
+  alexnet::cuda::cast_from_float(gx.get(), half.get(), x.size(), precision, stream);
+  alexnet::cuda::cast_to_float(half.get(), gy.get(), x.size(), precision, stream);
   return gy.read();
 }
 

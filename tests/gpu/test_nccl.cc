@@ -25,7 +25,7 @@
 #include "comm/gpu_assignment.h"
 #include "comm/mpi_communicator.h"
 #include "comm/nccl_communicator.h"
-#include "comm/wire_types.h"
+#include "io/numeric/precision.h"
 #include "tests/gpu/gpu_test.h"
 
 namespace alexnet::comm {
@@ -63,9 +63,9 @@ std::vector<float> nccl_rank_data(size_t n, int nccl_rank) {
 float through_wire(float x, WireType wire) {
   switch (wire) {
     case WireType::kBFloat16:
-      return bf16_to_float(float_to_bf16(x));
+      return numeric::bf16_to_float(numeric::float_to_bf16(x));
     case WireType::kFloat16:
-      return fp16_to_float(float_to_fp16(x));
+      return numeric::fp16_to_float(numeric::float_to_fp16(x));
     case WireType::kFloat32:
       break;
   }

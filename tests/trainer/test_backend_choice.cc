@@ -13,11 +13,11 @@
 
 #include "comm/communicator.h"
 #include "trainer/backend.h"
+#include "trainer/backend_options.h"
 #include "trainer/loss_scaler.h"
 #include "trainer/model.h"
 #include "trainer/model_spec.h"
 #include "trainer/optimizer.h"
-#include "trainer/precision.h"
 #include "trainer/train_step.h"
 #ifdef ALEXNET_WITH_CUDA
 #include "trainer/multi_gpu_step.h"

@@ -4,9 +4,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/adaptive_pool_math.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 
 namespace alexnet::trainer::cuda {

@@ -3,8 +3,8 @@
 
 #include <stdexcept>
 
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_check.h"
 
 namespace alexnet::trainer::cuda {
 namespace {

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "trainer/cuda/cast_kernels.h"
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cast_kernels.h"
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 
 namespace alexnet::trainer::cuda {
@@ -109,7 +109,7 @@ class CublasLinear final : public LinearOp {
   // x itself in fp32; otherwise x cast into the op's 16-bit buffer.
   const void* as_compute(const float* x, const DeviceBuffer& buffer, size_t n) {
     if (precision_ == Precision::kFloat32) return x;
-    cast_from_float(x, buffer.get(), n, precision_, ctx_.stream());
+    alexnet::cuda::cast_from_float(x, buffer.get(), n, precision_, ctx_.stream());
     return buffer.get();
   }
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_context.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/cuda/reduction.h"

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cuda_check.h"
 
 namespace alexnet::trainer::cuda {
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "trainer/backend.h"
-#include "trainer/precision.h"
+#include "trainer/backend_options.h"
 
 namespace alexnet::trainer::cuda {
 

@@ -2,7 +2,7 @@
 #include <memory>
 #include <string>
 
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/cuda/cudnn_descriptors.h"
 

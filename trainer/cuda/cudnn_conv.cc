@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "trainer/cuda/cast_kernels.h"
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cast_kernels.h"
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/cuda/cudnn_descriptors.h"
 #include "trainer/cuda/layout_kernels.h"
@@ -100,7 +100,7 @@ class CudnnConv final : public Conv2dOp {
     const void* xin = x;
     void* yout = y;
     if (mixed_) {
-      cast_from_float(x, x16_.get(), x_elements_, precision_, ctx_.stream());
+      alexnet::cuda::cast_from_float(x, x16_.get(), x_elements_, precision_, ctx_.stream());
       xin = x16_.get();
       yout = y16_.get();
     }
@@ -109,7 +109,7 @@ class CudnnConv final : public Conv2dOp {
                                 filter_.get(), fwd_conv_.get(), fwd_algo_, ctx_.workspace(),
                                 ctx_.workspace_size(), &zero, y_desc_.get(), yout),
         "running " + what_);
-    if (mixed_) cast_to_float(y16_.get(), y, y_elements_, precision_, ctx_.stream());
+    if (mixed_) alexnet::cuda::cast_to_float(y16_.get(), y, y_elements_, precision_, ctx_.stream());
     if (b) {
       ALEXNET_CUDNN_CHECK(
           cudnnAddTensor(ctx_.cudnn(), &one, bias_desc_.get(), b, &one, y32_desc_.get(), y),
@@ -124,7 +124,7 @@ class CudnnConv final : public Conv2dOp {
     const void* dyin = dy;
     void* dxout = dx;
     if (mixed_) {
-      cast_from_float(dy, y16_.get(), y_elements_, precision_, ctx_.stream());
+      alexnet::cuda::cast_from_float(dy, y16_.get(), y_elements_, precision_, ctx_.stream());
       dyin = y16_.get();
       dxout = x16_.get();
     }
@@ -133,7 +133,8 @@ class CudnnConv final : public Conv2dOp {
             ctx_.cudnn(), &one, w_desc_.get(), filter_.get(), y_desc_.get(), dyin, data_conv_.get(),
             data_algo_, ctx_.workspace(), ctx_.workspace_size(), &zero, x_desc_.get(), dxout),
         "running the data gradient of " + what_);
-    if (mixed_) cast_to_float(x16_.get(), dx, x_elements_, precision_, ctx_.stream());
+    if (mixed_)
+      alexnet::cuda::cast_to_float(x16_.get(), dx, x_elements_, precision_, ctx_.stream());
   }
 
   void backward_weights(const float* x, const float* dy, float* dw, float* db) override {
@@ -141,8 +142,8 @@ class CudnnConv final : public Conv2dOp {
     const void* xin = x;
     const void* dyin = dy;
     if (mixed_) {
-      cast_from_float(x, x16_.get(), x_elements_, precision_, ctx_.stream());
-      cast_from_float(dy, y16_.get(), y_elements_, precision_, ctx_.stream());
+      alexnet::cuda::cast_from_float(x, x16_.get(), x_elements_, precision_, ctx_.stream());
+      alexnet::cuda::cast_from_float(dy, y16_.get(), y_elements_, precision_, ctx_.stream());
       xin = x16_.get();
       dyin = y16_.get();
     }
@@ -167,7 +168,7 @@ class CudnnConv final : public Conv2dOp {
   // w [O, I/g, KH, KW] fp32 -> filter_ [O, KH, KW, I/g] in the compute type.
   void prepare_filter(const float* w) {
     if (mixed_) {
-      cast_from_float(w, w16_.get(), w_elements_, precision_, ctx_.stream());
+      alexnet::cuda::cast_from_float(w, w16_.get(), w_elements_, precision_, ctx_.stream());
       transpose_batched(w16_.get(), filter_.get(), s_.out_channels, in_per_group(), kernel_area(),
                         element_bytes(precision_), ctx_.stream());
     } else {
@@ -181,7 +182,7 @@ class CudnnConv final : public Conv2dOp {
     if (mixed_) {
       transpose_batched(filter_.get(), w16_.get(), s_.out_channels, kernel_area(), in_per_group(),
                         element_bytes(precision_), ctx_.stream());
-      cast_to_float(w16_.get(), dw, w_elements_, precision_, ctx_.stream());
+      alexnet::cuda::cast_to_float(w16_.get(), dw, w_elements_, precision_, ctx_.stream());
     } else {
       transpose_batched(filter_.get(), dw, s_.out_channels, kernel_area(), in_per_group(),
                         sizeof(float), ctx_.stream());

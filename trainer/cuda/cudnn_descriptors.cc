@@ -2,7 +2,7 @@
 // throw, and destroying a valid descriptor does not fail.
 #include "trainer/cuda/cudnn_descriptors.h"
 
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cuda_check.h"
 
 namespace alexnet::trainer::cuda {
 

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/backend_options.h"
 #include "trainer/op_shapes.h"
-#include "trainer/precision.h"
 
 namespace alexnet::trainer::cuda::plan {
 

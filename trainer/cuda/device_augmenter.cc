@@ -5,9 +5,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/augment_kernels.h"
 #include "trainer/cuda/cuda_backend.h"
-#include "trainer/cuda/cuda_check.h"
 
 namespace alexnet::trainer::cuda {
 

@@ -1,7 +1,7 @@
 // Whole-buffer kernels of the CUDA backend: the deterministic sum of squares (reduction.h) and
 // x *= factor (cuda_ops.h).
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/cuda/reduction.h"
 

@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/cuda/flatten_math.h"
 

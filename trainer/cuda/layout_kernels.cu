@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/layout_kernels.h"
 
 namespace alexnet::trainer::cuda {
@@ -38,8 +38,8 @@ void transpose_batched(const void* x, void* y, int64_t batch, int64_t rows, int6
     transpose_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const uint16_t*>(x),
                                                       static_cast<uint16_t*>(y), batch, rows, cols);
   } else {
-    throw_call_error("CUDA", "transpose_batched", __FILE__, __LINE__, "transposing a filter",
-                     "unsupported element size " + std::to_string(element_bytes));
+    io::throw_call_error("CUDA", "transpose_batched", __FILE__, __LINE__, "transposing a filter",
+                         "unsupported element size " + std::to_string(element_bytes));
   }
   ALEXNET_CUDA_CHECK_LAUNCH("transposing a filter");
 }

@@ -7,8 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/cuda/cudnn_descriptors.h"
 #include "trainer/cuda/loss_math.h"

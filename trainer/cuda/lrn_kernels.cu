@@ -3,7 +3,7 @@
 // Backward recomputes the denominators of the window's window (size^2 squares per element)
 // rather than keeping them from forward: no state between the passes, and LRN is a small part of
 // the step.
-#include "trainer/cuda/cuda_check.h"
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/lrn_kernels.h"
 
 namespace alexnet::trainer::cuda {

@@ -3,8 +3,8 @@
 // rounds as in the host loops of trainer/optimizer.cc and the results are the same bits.
 #include <memory>
 
+#include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_check.h"
 #include "trainer/cuda/cuda_ops.h"
 #include "trainer/optimizer_math.h"
 

@@ -6,13 +6,13 @@
 
 #include <cstddef>
 
-#include "trainer/precision.h"
+#include "io/numeric/precision.h"
 
-namespace alexnet::trainer::cuda {
+namespace alexnet::cuda {
 
 // y (to's type, bf16 or fp16) = x.
-void cast_from_float(const float* x, void* y, size_t n, Precision to, cudaStream_t stream);
+void cast_from_float(const float* x, void* y, size_t n, numeric::Precision to, cudaStream_t stream);
 // y = x (from's type, bf16 or fp16).
-void cast_to_float(const void* x, float* y, size_t n, Precision from, cudaStream_t stream);
+void cast_to_float(const void* x, float* y, size_t n, numeric::Precision from, cudaStream_t stream);
 
-}  // namespace alexnet::trainer::cuda
+}  // namespace alexnet::cuda

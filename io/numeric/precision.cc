@@ -1,9 +1,9 @@
-// Precision names.
-#include "trainer/precision.h"
+// Precision names (io/numeric/precision.h).
+#include "io/numeric/precision.h"
 
 #include <stdexcept>
 
-namespace alexnet::trainer {
+namespace alexnet::numeric {
 
 Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::kFloat32;
@@ -24,4 +24,4 @@ const char* precision_name(Precision precision) {
   return "?";
 }
 
-}  // namespace alexnet::trainer
+}  // namespace alexnet::numeric

@@ -1,19 +1,24 @@
 // fp32 <-> bf16 / fp16 conversion kernels: grid-stride loops, round to nearest even (NaN stays
 // NaN, overflow goes to Inf as the _rn intrinsics define).
-#include "trainer/cuda/cast_kernels.h"
+#include "io/cuda/cast_kernels.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <stdexcept>
-#include <string>
 
-#include "trainer/cuda/block_reduce.cuh"
+#include "io/cuda/cuda_check.h"
 
-namespace alexnet::trainer::cuda {
+namespace alexnet::cuda {
+
+using numeric::Precision;
+
 namespace {
 
 constexpr int kThreads = 256;
+// Grid-stride loops: enough blocks to fill the device a few times over.
+constexpr size_t kMaxBlocks = 4096;
 
 __device__ inline void convert(float x, __nv_bfloat16& y) { y = __float2bfloat16_rn(x); }
 __device__ inline void convert(float x, __half& y) { y = __float2half_rn(x); }
@@ -31,15 +36,10 @@ __global__ void cast_kernel(const From* __restrict__ x, To* __restrict__ y, size
 template <typename From, typename To>
 void launch(const void* x, void* y, size_t n, cudaStream_t stream, const char* what) {
   if (n == 0) return;
-  cast_kernel<From, To><<<grid_for(n, kThreads), kThreads, 0, stream>>>(static_cast<const From*>(x),
-                                                                        static_cast<To*>(y), n);
-  // Not ALEXNET_CUDA_CHECK_LAUNCH: this library (alexnet_cuda_cast, also linked by comm/) does not
-  // link trainer/cuda/cuda_check.cc; the message has the same shape.
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("CUDA kernel launch failed at " __FILE__ " while ") +
-                             what + ": " + cudaGetErrorString(status));
-  }
+  const size_t blocks = std::min((n + kThreads - 1) / kThreads, kMaxBlocks);
+  cast_kernel<From, To><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      static_cast<const From*>(x), static_cast<To*>(y), n);
+  ALEXNET_CUDA_CHECK_LAUNCH(what);
 }
 
 }  // namespace
@@ -68,4 +68,4 @@ void cast_to_float(const void* x, float* y, size_t n, Precision from, cudaStream
   throw std::invalid_argument("cast_to_float: the source must be bf16 or fp16");
 }
 
-}  // namespace alexnet::trainer::cuda
+}  // namespace alexnet::cuda

@@ -1,20 +1,21 @@
-// The arithmetic precision of a backend's convolutions and matrix products. Parameters, their
+// How a backend is made (make_backend in trainer/backend.h): the precision its convolutions and
+// matrix products compute in, and the CUDA backend's device and workspace. Parameters, their
 // gradients, optimizer state and the activations between layers stay fp32 ("master" copies);
 // bf16 and fp16 are what conv and FC layers compute in (fp32 accumulation), on the CUDA backend.
 #pragma once
 
 #include <cstddef>
-#include <string>
+
+#include "io/numeric/precision.h"
 
 namespace alexnet::trainer {
 
-enum class Precision { kFloat32, kBFloat16, kFloat16 };
+// The trainer speaks of the number formats as its own (trainer::Precision); they live in the
+// ground library (io/numeric/) because comm/ uses them too.
+using numeric::parse_precision;
+using numeric::Precision;
+using numeric::precision_name;
 
-// "fp32" | "bf16" | "fp16"; throws std::invalid_argument naming the accepted values.
-Precision parse_precision(const std::string& name);
-const char* precision_name(Precision precision);
-
-// How a backend is made (make_backend in trainer/backend.h).
 struct BackendOptions {
   Precision precision = Precision::kFloat32;
   // fp32 convolutions and matrix products may use TF32 tensor cores (10-bit mantissa inputs):

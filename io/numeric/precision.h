@@ -1,12 +1,22 @@
-// fp32 <-> 16-bit conversions for gradient communication, round to nearest even. bf16 keeps
-// fp32's exponent range (no overflow of large gradients), fp16 keeps three more mantissa bits.
+// The number formats: fp32, bf16 and fp16, by name, and their host conversions. A backend's
+// convolutions and matrix products compute in one of them (trainer/backend_options.h); gradients
+// travel in one of them (comm/'s wire types). bf16 keeps fp32's exponent range (no overflow of
+// large gradients), fp16 keeps three more mantissa bits.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 
-namespace alexnet::comm {
+namespace alexnet::numeric {
 
+enum class Precision { kFloat32, kBFloat16, kFloat16 };
+
+// "fp32" | "bf16" | "fp16"; throws std::invalid_argument naming the accepted values.
+Precision parse_precision(const std::string& name);
+const char* precision_name(Precision precision);
+
+// fp32 <-> 16-bit on the host, round to nearest even (the device kernels: io/cuda/cast_kernels.h).
 inline uint16_t float_to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -37,4 +47,4 @@ inline float fp16_to_float(uint16_t u) {
   return static_cast<float>(h);
 }
 
-}  // namespace alexnet::comm
+}  // namespace alexnet::numeric
