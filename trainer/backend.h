@@ -93,7 +93,7 @@ class BatchNormOp {
                         float* dgamma, float* dbeta) = 0;
 };
 
-// Inverted dropout over n elements, mask drawn from the key (trainer/dropout_hash.h) and kept.
+// Inverted dropout over n elements, mask drawn from the key (trainer/dropout_math.h) and kept.
 class DropoutOp {
  public:
   virtual ~DropoutOp() = default;

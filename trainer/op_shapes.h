@@ -79,7 +79,7 @@ void require_positive(const char* op, const char* name, int64_t value);      // 
 void require_non_negative(const char* op, const char* name, int64_t value);  // value >= 0
 }  // namespace shape_check
 
-// What a dropout mask is a function of (with the element index): trainer/dropout_hash.h.
+// What a dropout mask is a function of (with the element index): trainer/dropout_math.h.
 struct DropoutKey {
   uint64_t seed = 0, step = 0;
   uint32_t rank = 0, layer = 0;

@@ -1,5 +1,5 @@
 // The optimizers' per-element arithmetic, written once for the host loops (trainer/optimizer.cc)
-// and the CUDA update kernel (trainer/cuda/optimizer_kernels.cu), in torch 1.13's float32
+// and the CUDA update kernel (trainer/cuda/optimizer_update_kernels.cu), in torch 1.13's float32
 // operation order. Scalars come in as float because torch's CPU kernels round their Python-double
 // scalars to the tensor's type before the loop. The CUDA file is compiled without FMA contraction,
 // so both sides round every operation the same way and give the same bits.

@@ -12,11 +12,11 @@
 
 #include "io/augment.h"
 #include "tests/trainer/backend_test_util.h"
+#include "trainer/adaptive_avg_pool_math.h"
 #include "trainer/cpu/reference_ops.h"
-#include "trainer/cuda/adaptive_pool_math.h"
 #include "trainer/cuda/augment_math.h"
-#include "trainer/cuda/flatten_math.h"
-#include "trainer/cuda/loss_math.h"
+#include "trainer/flatten_math.h"
+#include "trainer/softmax_cross_entropy_math.h"
 
 namespace alexnet::trainer::cuda {
 namespace {

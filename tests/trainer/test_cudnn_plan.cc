@@ -1,5 +1,5 @@
 // The CUDA backend's plain planning functions (trainer/cuda/cudnn_plan.h) and its LRN arithmetic
-// (trainer/cuda/lrn_math.h, shared with the kernels), on the CPU: tensor strides, shapes against
+// (trainer/lrn_math.h, shared with the kernels), on the CPU: tensor strides, shapes against
 // Conv2dShape / Pool2dShape, the math mode per precision, the algorithm choice, and LRN forward
 // and backward against the reference.
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include "tests/trainer/backend_test_util.h"
 #include "trainer/cpu/reference_ops.h"
 #include "trainer/cuda/cudnn_plan.h"
-#include "trainer/cuda/lrn_math.h"
+#include "trainer/lrn_math.h"
 
 namespace alexnet::trainer::cuda {
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/dropout_hash.h"
+#include "trainer/dropout_math.h"
 
 namespace alexnet::trainer::reference {
 namespace {

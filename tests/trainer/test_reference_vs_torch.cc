@@ -2,7 +2,7 @@
 // tests/trainer/torch_reference_ops.py runs torch's ops forward and backward (autograd) in float64
 // on random data and writes inputs, outputs and gradients; here the reference recomputes all of
 // them, in double and in float, from the same inputs. Dropout is not compared: torch's RNG draws
-// other masks than trainer/dropout_hash.h.
+// other masks than trainer/dropout_math.h.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>

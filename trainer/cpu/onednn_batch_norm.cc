@@ -26,9 +26,9 @@ void require_positive(const char* name, int64_t value) {
 // oneDNN's training forward returns the batch mean and the biased variance, which normalize;
 // both are kept for backward, which recomputes 1 / sqrt(var + eps) as the reference's saved
 // invstd.
-class OnednnBatchNorm final : public BatchNormOp {
+class OneDnnBatchNorm final : public BatchNormOp {
  public:
-  explicit OnednnBatchNorm(const BatchNormShape& s) : s_(s) {
+  explicit OneDnnBatchNorm(const BatchNormShape& s) : s_(s) {
     require_positive("batch", s.batch);
     require_positive("channels", s.channels);
     require_positive("spatial", s.spatial);
@@ -163,7 +163,7 @@ class OnednnBatchNorm final : public BatchNormOp {
 }  // namespace
 
 std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormShape& shape) {
-  return std::make_unique<OnednnBatchNorm>(shape);
+  return std::make_unique<OneDnnBatchNorm>(shape);
 }
 
 }  // namespace alexnet::trainer::onednn

@@ -1,4 +1,4 @@
-// Inverted dropout for the oneDNN CPU backend: the mask of trainer/dropout_hash.h, bit for bit
+// Inverted dropout for the oneDNN CPU backend: the mask of trainer/dropout_math.h, bit for bit
 // the reference's (reference::dropout_mask / dropout_forward / dropout_backward). oneDNN has no
 // dropout primitive in 2.x; plain loops that the compiler vectorizes suffice (elementwise, memory
 // bound).
@@ -8,14 +8,14 @@
 #include <vector>
 
 #include "trainer/cpu/onednn_ops.h"
-#include "trainer/dropout_hash.h"
+#include "trainer/dropout_math.h"
 
 namespace alexnet::trainer::onednn {
 namespace {
 
-class OnednnDropout final : public DropoutOp {
+class OneDnnDropout final : public DropoutOp {
  public:
-  OnednnDropout(int64_t n, double p) : n_(n) {
+  OneDnnDropout(int64_t n, double p) : n_(n) {
     if (n < 0) throw std::invalid_argument("dropout: n must not be negative");
     if (!(p >= 0 && p <= 1)) {
       throw std::invalid_argument("dropout: p must be in [0, 1], got " + std::to_string(p));
@@ -58,7 +58,7 @@ class OnednnDropout final : public DropoutOp {
 }  // namespace
 
 std::unique_ptr<DropoutOp> make_dropout(int64_t elements, double p) {
-  return std::make_unique<OnednnDropout>(elements, p);
+  return std::make_unique<OneDnnDropout>(elements, p);
 }
 
 }  // namespace alexnet::trainer::onednn

@@ -26,9 +26,9 @@
 namespace alexnet::trainer::onednn {
 namespace {
 
-class CpuLrn final : public LrnOp {
+class OneDnnLrn final : public LrnOp {
  public:
-  explicit CpuLrn(const LrnShape& s)
+  explicit OneDnnLrn(const LrnShape& s)
       : s_(s),
         alpha_(static_cast<float>(s.alpha)),
         beta_(static_cast<float>(s.beta)),
@@ -144,6 +144,8 @@ class CpuLrn final : public LrnOp {
 
 }  // namespace
 
-std::unique_ptr<LrnOp> make_lrn(const LrnShape& shape) { return std::make_unique<CpuLrn>(shape); }
+std::unique_ptr<LrnOp> make_lrn(const LrnShape& shape) {
+  return std::make_unique<OneDnnLrn>(shape);
+}
 
 }  // namespace alexnet::trainer::onednn

@@ -1,7 +1,13 @@
-// The oneDNN CPU backend's ops (one file each: onednn_conv.cc, onednn_linear.cc, ...) and the
-// few things they share. Activations are NHWC (channels-last, oneDNN's `nhwc`), which oneDNN 2.x's
-// JIT convolutions take directly (with weights in the format they choose) and which cuDNN's
-// tensor cores prefer too.
+// The oneDNN CPU backend's ops and the few things they share.
+//
+// File and class names (the same rule in every backend): one file per op of trainer/backend.h,
+// named onednn_<op>.cc after the op (conv2d's file is onednn_conv.cc), holding class
+// OneDnn<Op>, whether oneDNN or our own loop does the work: it is the oneDNN backend's op either
+// way, and the file says at its top which and why (own loops: relu, lrn, dropout,
+// softmax_cross_entropy, and adaptive_avg_pool for overlapping bins). Arithmetic that a loop here
+// shares with the reference ops or the CUDA kernels is in trainer/<op>_math.h. Activations are NHWC
+// (channels-last, oneDNN's `nhwc`), which oneDNN 2.x's JIT convolutions take directly (with weights
+// in the format they choose) and which cuDNN's tensor cores prefer too.
 #pragma once
 
 #include <dnnl.hpp>

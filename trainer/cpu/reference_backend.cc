@@ -7,16 +7,16 @@
 
 #include "trainer/backend.h"
 #include "trainer/cpu/reference_ops.h"
-#include "trainer/optimizer.h"
+#include "trainer/grad_norm.h"
 
 namespace alexnet::trainer {
 namespace {
 
 namespace ref = reference;
 
-class RefConv2d final : public Conv2dOp {
+class ReferenceConv2d final : public Conv2dOp {
  public:
-  explicit RefConv2d(const Conv2dShape& s) : s_(s) {}
+  explicit ReferenceConv2d(const Conv2dShape& s) : s_(s) {}
   void forward(const float* x, const float* w, const float* b, float* y) override {
     ref::conv2d_forward(s_, x, w, b, y);
   }
@@ -31,9 +31,9 @@ class RefConv2d final : public Conv2dOp {
   Conv2dShape s_;
 };
 
-class RefLinear final : public LinearOp {
+class ReferenceLinear final : public LinearOp {
  public:
-  RefLinear(int64_t batch, int64_t in, int64_t out) : batch_(batch), in_(in), out_(out) {}
+  ReferenceLinear(int64_t batch, int64_t in, int64_t out) : batch_(batch), in_(in), out_(out) {}
   void forward(const float* x, const float* w, const float* b, float* y) override {
     ref::linear_forward(batch_, in_, out_, x, w, b, y);
   }
@@ -48,9 +48,9 @@ class RefLinear final : public LinearOp {
   int64_t batch_, in_, out_;
 };
 
-class RefRelu final : public ReluOp {
+class ReferenceRelu final : public ReluOp {
  public:
-  explicit RefRelu(int64_t n) : n_(n) {}
+  explicit ReferenceRelu(int64_t n) : n_(n) {}
   void forward(const float* x, float* y) override { ref::relu_forward(n_, x, y); }
   void backward(const float* y, const float* dy, float* dx) override {
     ref::relu_backward(n_, y, dy, dx);
@@ -60,9 +60,9 @@ class RefRelu final : public ReluOp {
   int64_t n_;
 };
 
-class RefMaxPool final : public MaxPoolOp {
+class ReferenceMaxPool final : public MaxPoolOp {
  public:
-  explicit RefMaxPool(const Pool2dShape& s)
+  explicit ReferenceMaxPool(const Pool2dShape& s)
       : s_(s),
         argmax_(static_cast<size_t>(s.batch * s.channels * s.out_height() * s.out_width())) {}
   void forward(const float* x, float* y, bool /*training*/) override {
@@ -77,9 +77,9 @@ class RefMaxPool final : public MaxPoolOp {
   std::vector<int32_t> argmax_;
 };
 
-class RefAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
+class ReferenceAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
  public:
-  RefAdaptiveAvgPool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow)
+  ReferenceAdaptiveAvgPool(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow)
       : n_(n), c_(c), h_(h), w_(w), oh_(oh), ow_(ow) {}
   void forward(const float* x, float* y) override {
     ref::adaptive_avg_pool_forward(n_, c_, h_, w_, oh_, ow_, x, y);
@@ -92,9 +92,9 @@ class RefAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
   int64_t n_, c_, h_, w_, oh_, ow_;
 };
 
-class RefLrn final : public LrnOp {
+class ReferenceLrn final : public LrnOp {
  public:
-  explicit RefLrn(const LrnShape& s) : s_(s) {}
+  explicit ReferenceLrn(const LrnShape& s) : s_(s) {}
   void forward(const float* x, float* y, bool /*training*/) override { ref::lrn_forward(s_, x, y); }
   void backward(const float* x, const float* dy, float* dx) override {
     ref::lrn_backward(s_, x, dy, dx);
@@ -104,9 +104,9 @@ class RefLrn final : public LrnOp {
   LrnShape s_;
 };
 
-class RefBatchNorm final : public BatchNormOp {
+class ReferenceBatchNorm final : public BatchNormOp {
  public:
-  explicit RefBatchNorm(const BatchNormShape& s)
+  explicit ReferenceBatchNorm(const BatchNormShape& s)
       : s_(s), mean_(static_cast<size_t>(s.channels)), invstd_(static_cast<size_t>(s.channels)) {}
   void forward_training(const float* x, const float* gamma, const float* beta, float* y,
                         float* running_mean, float* running_var) override {
@@ -127,9 +127,9 @@ class RefBatchNorm final : public BatchNormOp {
   std::vector<float> mean_, invstd_;
 };
 
-class RefDropout final : public DropoutOp {
+class ReferenceDropout final : public DropoutOp {
  public:
-  RefDropout(int64_t n, double p) : n_(n), p_(p), mask_(static_cast<size_t>(n)) {}
+  ReferenceDropout(int64_t n, double p) : n_(n), p_(p), mask_(static_cast<size_t>(n)) {}
   void forward(const DropoutKey& key, const float* x, float* y) override {
     ref::dropout_mask(n_, p_, key, mask_.data());
     ref::dropout_forward(n_, p_, mask_.data(), x, y);
@@ -145,9 +145,9 @@ class RefDropout final : public DropoutOp {
 };
 
 // NCHW is already PyTorch's flatten order: a copy (x and y may alias).
-class RefFlatten final : public FlattenOp {
+class ReferenceFlatten final : public FlattenOp {
  public:
-  explicit RefFlatten(int64_t n) : bytes_(static_cast<size_t>(n) * sizeof(float)) {}
+  explicit ReferenceFlatten(int64_t n) : bytes_(static_cast<size_t>(n) * sizeof(float)) {}
   void forward(const float* x, float* y) override {
     if (x != y) std::memmove(y, x, bytes_);
   }
@@ -159,9 +159,9 @@ class RefFlatten final : public FlattenOp {
   size_t bytes_;
 };
 
-class RefSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
+class ReferenceSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
  public:
-  RefSoftmaxCrossEntropy(int64_t batch, int64_t classes, double smoothing)
+  ReferenceSoftmaxCrossEntropy(int64_t batch, int64_t classes, double smoothing)
       : batch_(batch),
         classes_(classes),
         smoothing_(smoothing),
@@ -216,39 +216,39 @@ class ReferenceBackend final : public Backend {
   void synchronize() override {}
 
   std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dShape& shape, bool /*bias*/) override {
-    return std::make_unique<RefConv2d>(shape);
+    return std::make_unique<ReferenceConv2d>(shape);
   }
   std::unique_ptr<LinearOp> make_linear(int64_t batch, int64_t in, int64_t out,
                                         bool /*bias*/) override {
-    return std::make_unique<RefLinear>(batch, in, out);
+    return std::make_unique<ReferenceLinear>(batch, in, out);
   }
   std::unique_ptr<ReluOp> make_relu(int64_t elements) override {
-    return std::make_unique<RefRelu>(elements);
+    return std::make_unique<ReferenceRelu>(elements);
   }
   std::unique_ptr<MaxPoolOp> make_max_pool(const Pool2dShape& shape) override {
-    return std::make_unique<RefMaxPool>(shape);
+    return std::make_unique<ReferenceMaxPool>(shape);
   }
   std::unique_ptr<AdaptiveAvgPoolOp> make_adaptive_avg_pool(int64_t batch, int64_t channels,
                                                             int64_t height, int64_t width,
                                                             int64_t out_h, int64_t out_w) override {
-    return std::make_unique<RefAdaptiveAvgPool>(batch, channels, height, width, out_h, out_w);
+    return std::make_unique<ReferenceAdaptiveAvgPool>(batch, channels, height, width, out_h, out_w);
   }
   std::unique_ptr<LrnOp> make_lrn(const LrnShape& shape) override {
-    return std::make_unique<RefLrn>(shape);
+    return std::make_unique<ReferenceLrn>(shape);
   }
   std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormShape& shape) override {
-    return std::make_unique<RefBatchNorm>(shape);
+    return std::make_unique<ReferenceBatchNorm>(shape);
   }
   std::unique_ptr<DropoutOp> make_dropout(int64_t elements, double p) override {
-    return std::make_unique<RefDropout>(elements, p);
+    return std::make_unique<ReferenceDropout>(elements, p);
   }
   std::unique_ptr<FlattenOp> make_flatten(int64_t batch, int64_t channels, int64_t height,
                                           int64_t width) override {
-    return std::make_unique<RefFlatten>(batch * channels * height * width);
+    return std::make_unique<ReferenceFlatten>(batch * channels * height * width);
   }
   std::unique_ptr<SoftmaxCrossEntropyOp> make_softmax_cross_entropy(
       int64_t batch, int64_t classes, double label_smoothing) override {
-    return std::make_unique<RefSoftmaxCrossEntropy>(batch, classes, label_smoothing);
+    return std::make_unique<ReferenceSoftmaxCrossEntropy>(batch, classes, label_smoothing);
   }
 
  protected:

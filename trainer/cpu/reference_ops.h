@@ -80,7 +80,7 @@ void linear_backward_weights(int64_t batch, int64_t in, int64_t out, const T* x,
                              T* db);
 
 // Inverted dropout: element i is kept with probability 1 - p and scaled by 1 / (1 - p). The
-// mask is a pure function of (seed, step, rank, layer, i) (trainer/dropout_hash.h, shared with
+// mask is a pure function of (seed, step, rank, layer, i) (trainer/dropout_math.h, shared with
 // the CUDA kernels so that every backend draws the same mask), so runs reproduce and every rank
 // draws different masks. mask[i] is 1 where kept, 0 where dropped. p is quantized to 24 bits
 // (the keep probability is exactly 1 - round(p * 2^24) / 2^24); p = 1 drops everything and

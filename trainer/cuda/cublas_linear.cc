@@ -42,9 +42,9 @@ int to_int(const char* name, int64_t value) {
   return static_cast<int>(value);
 }
 
-class CublasLinear final : public LinearOp {
+class CudaLinear final : public LinearOp {
  public:
-  CublasLinear(CudaContext& ctx, int64_t batch, int64_t in, int64_t out, bool bias)
+  CudaLinear(CudaContext& ctx, int64_t batch, int64_t in, int64_t out, bool bias)
       : ctx_(ctx),
         batch_(to_int("batch", batch)),
         in_(to_int("in", in)),
@@ -148,7 +148,7 @@ class CublasLinear final : public LinearOp {
 
 std::unique_ptr<LinearOp> make_linear(CudaContext& ctx, int64_t batch, int64_t in, int64_t out,
                                       bool bias) {
-  return std::make_unique<CublasLinear>(ctx, batch, in, out, bias);
+  return std::make_unique<CudaLinear>(ctx, batch, in, out, bias);
 }
 
 }  // namespace alexnet::trainer::cuda

@@ -1,6 +1,14 @@
-// The CUDA backend's ops, one file each (cudnn_conv.cc, cublas_linear.cc, ...), made by
-// trainer/cuda/cuda_backend.cc. All run on the context's stream, in NHWC activations (the layout
-// cuDNN's tensor-core kernels take without transposes), and allocate only at creation.
+// The CUDA backend's ops, made by trainer/cuda/cuda_backend.cc. All run on the context's stream,
+// in NHWC activations (the layout cuDNN's tensor-core kernels take without transposes), and
+// allocate only at creation.
+//
+// File and class names: one file per op of trainer/backend.h, named after the library that does
+// the work: cudnn_<op>.cc (cuDNN) or cublas_<op>.cc (cuBLAS); where our own kernels do it, the op
+// class is in cuda_<op>.cc and its kernels in <op>_kernels.cu, declared (host launch functions
+// taking the stream) in <op>_kernels.h. The per-element arithmetic that the kernels share with
+// the CPU backends is plain C++ in trainer/<op>_math.h (ALEXNET_HOST_DEVICE,
+// trainer/host_device.h), tested on the CPU. Every op class is Cuda<Op>, whichever library it
+// calls. conv2d's files are named conv.
 #pragma once
 
 #include <memory>
@@ -14,14 +22,14 @@ namespace alexnet::trainer::cuda {
 std::unique_ptr<Conv2dOp> make_conv2d(CudaContext& ctx, const Conv2dShape& shape, bool bias);
 std::unique_ptr<ReluOp> make_relu(CudaContext& ctx, int64_t elements);
 std::unique_ptr<MaxPoolOp> make_max_pool(CudaContext& ctx, const Pool2dShape& shape);
-std::unique_ptr<LrnOp> make_lrn(CudaContext& ctx, const LrnShape& shape);
 std::unique_ptr<BatchNormOp> make_batch_norm(CudaContext& ctx, const BatchNormShape& shape);
 
 // cuBLAS (cublas_linear.cc).
 std::unique_ptr<LinearOp> make_linear(CudaContext& ctx, int64_t batch, int64_t in, int64_t out,
                                       bool bias);
 
-// Own kernels (*.cu), with the ops that wrap them.
+// Own kernels (cuda_<op>.cc, <op>_kernels.cu).
+std::unique_ptr<LrnOp> make_lrn(CudaContext& ctx, const LrnShape& shape);
 std::unique_ptr<AdaptiveAvgPoolOp> make_adaptive_avg_pool(CudaContext& ctx, int64_t batch,
                                                           int64_t channels, int64_t height,
                                                           int64_t width, int64_t out_h,

@@ -39,9 +39,9 @@ std::string describe(const BatchNormShape& s) {
          std::to_string(s.spatial) + " positions (batch " + std::to_string(s.batch) + ")";
 }
 
-class CudnnBatchNorm final : public BatchNormOp {
+class CudaBatchNorm final : public BatchNormOp {
  public:
-  CudnnBatchNorm(CudaContext& ctx, const BatchNormShape& s)
+  CudaBatchNorm(CudaContext& ctx, const BatchNormShape& s)
       : ctx_(ctx),
         s_((validate_for_creation(s), s)),
         x_desc_(plan::batch_norm_tensor(s), CUDNN_DATA_FLOAT),
@@ -98,7 +98,7 @@ class CudnnBatchNorm final : public BatchNormOp {
 }  // namespace
 
 std::unique_ptr<BatchNormOp> make_batch_norm(CudaContext& ctx, const BatchNormShape& shape) {
-  return std::make_unique<CudnnBatchNorm>(ctx, shape);
+  return std::make_unique<CudaBatchNorm>(ctx, shape);
 }
 
 }  // namespace alexnet::trainer::cuda

@@ -61,9 +61,9 @@ std::vector<plan::AlgoCandidate> candidates(const std::vector<Perf>& perf, int r
   return out;
 }
 
-class CudnnConv final : public Conv2dOp {
+class CudaConv2d final : public Conv2dOp {
  public:
-  CudnnConv(CudaContext& ctx, const Conv2dShape& s, bool bias)
+  CudaConv2d(CudaContext& ctx, const Conv2dShape& s, bool bias)
       : ctx_(ctx),
         s_((validate(s), s)),
         precision_(ctx.precision()),
@@ -282,7 +282,7 @@ class CudnnConv final : public Conv2dOp {
 }  // namespace
 
 std::unique_ptr<Conv2dOp> make_conv2d(CudaContext& ctx, const Conv2dShape& shape, bool bias) {
-  return std::make_unique<CudnnConv>(ctx, shape, bias);
+  return std::make_unique<CudaConv2d>(ctx, shape, bias);
 }
 
 }  // namespace alexnet::trainer::cuda

@@ -63,7 +63,7 @@ class PoolingDescriptor {
   cudnnPoolingDescriptor_t desc_ = nullptr;
 };
 
-// Size, alpha, beta and k in cuDNN's own convention (see cudnn_lrn.cc for why the LRN op does
+// Size, alpha, beta and k in cuDNN's own convention (see cuda_lrn.cc for why the LRN op does
 // not use cuDNN).
 class LrnDescriptor {
  public:

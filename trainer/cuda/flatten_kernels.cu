@@ -1,22 +1,17 @@
-// Flatten on NHWC activations: [N, H, W, C] -> [N, C * H * W] in PyTorch's (C, H, W) order, and
-// the gradient back (flatten_math.h gives the mapping).
-#include <memory>
-#include <stdexcept>
-#include <string>
+// Flatten's kernels (flatten_kernels.h): each thread writes one output element (coalesced
+// writes; the reads gather).
+#include "trainer/cuda/flatten_kernels.h"
 
 #include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_ops.h"
-#include "trainer/cuda/flatten_math.h"
 
 namespace alexnet::trainer::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 
-// Each thread writes one output element (coalesced writes; the reads gather).
-__global__ void flatten_forward(const float* __restrict__ x, float* __restrict__ y, int64_t n,
-                                FlattenDims d) {
+__global__ void flatten_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
+                                       int64_t n, FlattenDims d) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
@@ -24,8 +19,8 @@ __global__ void flatten_forward(const float* __restrict__ x, float* __restrict__
   }
 }
 
-__global__ void flatten_backward(const float* __restrict__ dy, float* __restrict__ dx, int64_t n,
-                                 FlattenDims d) {
+__global__ void flatten_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx,
+                                        int64_t n, FlattenDims d) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
        j += stride) {
@@ -33,49 +28,20 @@ __global__ void flatten_backward(const float* __restrict__ dy, float* __restrict
   }
 }
 
-class CudaFlatten final : public FlattenOp {
- public:
-  CudaFlatten(CudaContext& ctx, int64_t batch, FlattenDims dims)
-      : ctx_(ctx), n_(batch * dims.channels * dims.height * dims.width), dims_(dims) {}
-
-  void forward(const float* x, float* y) override {
-    // One pixel per sample (AlexNet's 1x1 case) or one channel: the layouts agree, a copy.
-    if (dims_.height * dims_.width == 1 || dims_.channels == 1) return copy(x, y);
-    flatten_forward<<<grid_for(static_cast<size_t>(n_), kThreads), kThreads, 0, ctx_.stream()>>>(
-        x, y, n_, dims_);
-    ALEXNET_CUDA_CHECK_LAUNCH("flattening NHWC activations");
-  }
-
-  void backward(const float* dy, float* dx) override {
-    if (dims_.height * dims_.width == 1 || dims_.channels == 1) return copy(dy, dx);
-    flatten_backward<<<grid_for(static_cast<size_t>(n_), kThreads), kThreads, 0, ctx_.stream()>>>(
-        dy, dx, n_, dims_);
-    ALEXNET_CUDA_CHECK_LAUNCH("unflattening the gradient to NHWC");
-  }
-
- private:
-  void copy(const float* from, float* to) {
-    ALEXNET_CUDA_CHECK(cudaMemcpyAsync(to, from, static_cast<size_t>(n_) * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, ctx_.stream()),
-                       "copying through flatten");
-  }
-
-  CudaContext& ctx_;
-  int64_t n_;
-  FlattenDims dims_;
-};
-
 }  // namespace
 
-std::unique_ptr<FlattenOp> make_flatten(CudaContext& ctx, int64_t batch, int64_t channels,
-                                        int64_t height, int64_t width) {
-  if (batch <= 0 || channels <= 0 || height <= 0 || width <= 0) {
-    throw std::invalid_argument(
-        "flatten: batch, channels, height and width must be positive, got " +
-        std::to_string(batch) + "x" + std::to_string(channels) + "x" + std::to_string(height) +
-        "x" + std::to_string(width));
-  }
-  return std::make_unique<CudaFlatten>(ctx, batch, FlattenDims{channels, height, width});
+void flatten_forward_nhwc(const float* x, float* y, int64_t n, const FlattenDims& d,
+                          cudaStream_t stream) {
+  flatten_forward_kernel<<<grid_for(static_cast<size_t>(n), kThreads), kThreads, 0, stream>>>(x, y,
+                                                                                              n, d);
+  ALEXNET_CUDA_CHECK_LAUNCH("flattening NHWC activations");
+}
+
+void flatten_backward_nhwc(const float* dy, float* dx, int64_t n, const FlattenDims& d,
+                           cudaStream_t stream) {
+  flatten_backward_kernel<<<grid_for(static_cast<size_t>(n), kThreads), kThreads, 0, stream>>>(
+      dy, dx, n, d);
+  ALEXNET_CUDA_CHECK_LAUNCH("unflattening the gradient to NHWC");
 }
 
 }  // namespace alexnet::trainer::cuda

@@ -1,11 +1,12 @@
-// LRN across channels over NHWC activations (the math: lrn_math.h), asynchronous on `stream`.
+// LRN across channels over NHWC activations (the math: trainer/lrn_math.h), asynchronous on
+// `stream`.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "trainer/cuda/lrn_math.h"
+#include "trainer/lrn_math.h"
 
 namespace alexnet::trainer::cuda {
 

@@ -6,7 +6,7 @@
 
 #include "trainer/host_device.h"
 
-namespace alexnet::trainer::cuda {
+namespace alexnet::trainer {
 
 struct FlattenDims {
   int64_t channels, height, width;
@@ -28,4 +28,4 @@ ALEXNET_HOST_DEVICE inline int64_t flatten_target(int64_t j, const FlattenDims& 
   return n * features + c * plane + hw;
 }
 
-}  // namespace alexnet::trainer::cuda
+}  // namespace alexnet::trainer

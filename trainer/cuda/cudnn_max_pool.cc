@@ -16,9 +16,9 @@
 namespace alexnet::trainer::cuda {
 namespace {
 
-class CudnnMaxPool final : public MaxPoolOp {
+class CudaMaxPool final : public MaxPoolOp {
  public:
-  CudnnMaxPool(CudaContext& ctx, const Pool2dShape& s)
+  CudaMaxPool(CudaContext& ctx, const Pool2dShape& s)
       : ctx_(ctx),
         // The deterministic variant: gradients reproduce run to run (ties and overlapping
         // windows accumulate in a fixed order).
@@ -69,7 +69,7 @@ class CudnnMaxPool final : public MaxPoolOp {
 }  // namespace
 
 std::unique_ptr<MaxPoolOp> make_max_pool(CudaContext& ctx, const Pool2dShape& shape) {
-  return std::make_unique<CudnnMaxPool>(ctx, shape);
+  return std::make_unique<CudaMaxPool>(ctx, shape);
 }
 
 }  // namespace alexnet::trainer::cuda

@@ -1,12 +1,11 @@
-// The optimizer's element-wise update on the device: the element functions of
-// trainer/optimizer_math.h, compiled without FMA contraction (CMakeLists) so that every operation
-// rounds as in the host loops of trainer/optimizer.cc and the results are the same bits.
-#include <memory>
+// The optimizer's element-wise update on the device (optimizer_update_kernels.h): the element
+// functions of trainer/optimizer_math.h, compiled without FMA contraction (CMakeLists) so that
+// every operation rounds as in the host loops of trainer/optimizer.cc and the results are the same
+// bits.
+#include "trainer/cuda/optimizer_update_kernels.h"
 
 #include "io/cuda/cuda_check.h"
 #include "trainer/cuda/block_reduce.cuh"
-#include "trainer/cuda/cuda_ops.h"
-#include "trainer/optimizer_math.h"
 
 namespace alexnet::trainer::cuda {
 namespace {
@@ -61,41 +60,31 @@ void launch(bool coupled_decay, cudaStream_t stream, float* params, const float*
   ALEXNET_CUDA_CHECK_LAUNCH("the optimizer update");
 }
 
-class CudaOptimizerUpdate final : public OptimizerUpdateOp {
- public:
-  explicit CudaOptimizerUpdate(CudaContext& ctx) : ctx_(ctx) {}
-
-  void update(UpdateRule rule, bool coupled_decay, const UpdateCoefficients& c, float* params,
-              const float* grads, float* first, float* second, size_t n) override {
-    if (n == 0) return;
-    const cudaStream_t s = ctx_.stream();
-    switch (rule) {
-      case UpdateRule::kSgdPlain:
-        return launch<UpdateRule::kSgdPlain>(coupled_decay, s, params, grads, first, second, n, c);
-      case UpdateRule::kSgdPyTorch:
-        return launch<UpdateRule::kSgdPyTorch>(coupled_decay, s, params, grads, first, second, n,
-                                               c);
-      case UpdateRule::kSgdPyTorchNesterov:
-        return launch<UpdateRule::kSgdPyTorchNesterov>(coupled_decay, s, params, grads, first,
-                                                       second, n, c);
-      case UpdateRule::kSgdPaper:
-        return launch<UpdateRule::kSgdPaper>(coupled_decay, s, params, grads, first, second, n, c);
-      case UpdateRule::kSgdPaperNesterov:
-        return launch<UpdateRule::kSgdPaperNesterov>(coupled_decay, s, params, grads, first, second,
-                                                     n, c);
-      case UpdateRule::kAdam:
-        return launch<UpdateRule::kAdam>(coupled_decay, s, params, grads, first, second, n, c);
-    }
-  }
-
- private:
-  CudaContext& ctx_;
-};
-
 }  // namespace
 
-std::unique_ptr<OptimizerUpdateOp> make_optimizer_update(CudaContext& ctx) {
-  return std::make_unique<CudaOptimizerUpdate>(ctx);
+void optimizer_update(UpdateRule rule, bool coupled_decay, const UpdateCoefficients& c,
+                      float* params, const float* grads, float* first, float* second, size_t n,
+                      cudaStream_t stream) {
+  if (n == 0) return;
+  switch (rule) {
+    case UpdateRule::kSgdPlain:
+      return launch<UpdateRule::kSgdPlain>(coupled_decay, stream, params, grads, first, second, n,
+                                           c);
+    case UpdateRule::kSgdPyTorch:
+      return launch<UpdateRule::kSgdPyTorch>(coupled_decay, stream, params, grads, first, second, n,
+                                             c);
+    case UpdateRule::kSgdPyTorchNesterov:
+      return launch<UpdateRule::kSgdPyTorchNesterov>(coupled_decay, stream, params, grads, first,
+                                                     second, n, c);
+    case UpdateRule::kSgdPaper:
+      return launch<UpdateRule::kSgdPaper>(coupled_decay, stream, params, grads, first, second, n,
+                                           c);
+    case UpdateRule::kSgdPaperNesterov:
+      return launch<UpdateRule::kSgdPaperNesterov>(coupled_decay, stream, params, grads, first,
+                                                   second, n, c);
+    case UpdateRule::kAdam:
+      return launch<UpdateRule::kAdam>(coupled_decay, stream, params, grads, first, second, n, c);
+  }
 }
 
 }  // namespace alexnet::trainer::cuda

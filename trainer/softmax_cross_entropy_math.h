@@ -8,7 +8,7 @@
 
 #include "trainer/host_device.h"
 
-namespace alexnet::trainer::cuda {
+namespace alexnet::trainer {
 
 ALEXNET_HOST_DEVICE inline bool label_in_range(int32_t label, int64_t classes) {
   return label >= 0 && label < classes;
@@ -41,4 +41,4 @@ ALEXNET_HOST_DEVICE inline bool ranks_within(int64_t classes_above, int64_t k) {
   return classes_above < k;
 }
 
-}  // namespace alexnet::trainer::cuda
+}  // namespace alexnet::trainer

@@ -9,7 +9,7 @@
 
 #include "trainer/host_device.h"
 
-namespace alexnet::trainer::cuda {
+namespace alexnet::trainer {
 
 struct LrnParams {
   int channels = 1, size = 5;
@@ -52,4 +52,4 @@ ALEXNET_HOST_DEVICE inline float lrn_backward_at(const LrnParams& p, const float
   return direct - 2 * p.alpha * p.beta * xp[c] * through;
 }
 
-}  // namespace alexnet::trainer::cuda
+}  // namespace alexnet::trainer

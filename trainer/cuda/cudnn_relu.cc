@@ -9,9 +9,9 @@
 namespace alexnet::trainer::cuda {
 namespace {
 
-class CudnnRelu final : public ReluOp {
+class CudaRelu final : public ReluOp {
  public:
-  CudnnRelu(CudaContext& ctx, int64_t elements)
+  CudaRelu(CudaContext& ctx, int64_t elements)
       : ctx_(ctx),
         tensor_(plan::flat_tensor(elements, "relu"), CUDNN_DATA_FLOAT),
         relu_(CUDNN_ACTIVATION_RELU),
@@ -45,7 +45,7 @@ class CudnnRelu final : public ReluOp {
 }  // namespace
 
 std::unique_ptr<ReluOp> make_relu(CudaContext& ctx, int64_t elements) {
-  return std::make_unique<CudnnRelu>(ctx, elements);
+  return std::make_unique<CudaRelu>(ctx, elements);
 }
 
 }  // namespace alexnet::trainer::cuda

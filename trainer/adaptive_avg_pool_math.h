@@ -7,7 +7,7 @@
 
 #include "trainer/host_device.h"
 
-namespace alexnet::trainer::cuda {
+namespace alexnet::trainer {
 
 ALEXNET_HOST_DEVICE inline int64_t adaptive_bin_start(int64_t i, int64_t in, int64_t out) {
   return i * in / out;
@@ -75,4 +75,4 @@ ALEXNET_HOST_DEVICE inline float adaptive_avg_pool_input_grad(const float* dy, i
   return sum;
 }
 
-}  // namespace alexnet::trainer::cuda
+}  // namespace alexnet::trainer
