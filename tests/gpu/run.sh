@@ -7,12 +7,13 @@
 #                                                   GPU programs, stage them in build/gpu/bin,
 #                                                   pack the runtime into .gpurt, print the call
 #   GPU machine:  bash tests/gpu/run.sh [--no-bench]
-#                 runs every GPU test binary (build/gpu/bin/test_gpu_*), the two-process NCCL test
-#                 where there are 2+ GPUs, the job end to end (train, resume, evaluate), then
-#                 bench/gpu_bench.sh. Per-part timeouts inside an overall budget (TIME_BUDGET_S,
-#                 default 480 s), so one hang cannot eat the session. The console gets one line a
-#                 part, then the failure details, then the tables (last: the device tool returns
-#                 only the output's tail). Exit status: non-zero when anything failed.
+#                 runs every GPU test binary (build/gpu/bin/test_gpu_*, test_backend_ops), the
+#                 two-process NCCL test where there are 2+ GPUs, the job end to end (train,
+#                 resume, evaluate), then bench/gpu_bench.sh. Per-part timeouts inside an overall
+#                 budget (TIME_BUDGET_S, default 480 s), so one hang cannot eat the session. The
+#                 console gets one line a part, then the failure details, then the tables (last:
+#                 the device tool returns only the output's tail). Exit status: non-zero when
+#                 anything failed.
 #
 # Results: $OUT when set (the device tool brings back what is written there: at most 8 files, so
 # only summary.md, failures.log, gpurt-check.log and logs.tar.gz go there), else
@@ -25,7 +26,7 @@ BUILD=${BUILD_DIR:-build}
 # What the GPU machine needs, staged apart from the rest of build/bin (the device tool carries
 # 64 MiB at most, the working tree included: the compressed runtime pack takes about 26).
 GPU_BIN=$BUILD/gpu/bin
-GPU_PROGRAMS=(test_gpu_cudnn_ops test_gpu_kernels test_gpu_nccl test_gpu_training
+GPU_PROGRAMS=(test_backend_ops test_gpu_kernels test_gpu_nccl test_gpu_training
               test_gpu_device_input alexnet-train alexnet-eval alexnet-data bench-train)
 KIT=${GPURT_KIT:-../shared/device}
 
@@ -169,7 +170,9 @@ fi
 
 # ---- 1. the test binaries -----------------------------------------------------------------------
 : >"$LOGS/exit-codes.txt"
-for test in "$BIN"/test_gpu_*; do
+# test_backend_ops: the one op table, whose cuda_* targets run only here.
+for test in "$BIN"/test_gpu_* "$BIN"/test_backend_ops; do
+  [[ -f $test ]] || continue
   name=$(basename "$test")
   start=$SECONDS rc=0
   limited "${TEST_TIMEOUT_S:-240}" "${WRAP[@]}" "$test" --gtest_output="json:$LOGS/$name.json" \

@@ -1,4 +1,5 @@
-// Helpers for the backend tests: random data, NCHW <-> NHWC conversion, relative error.
+// Helpers for the backend tests (CPU and GPU alike): random data, buffers in any backend's memory,
+// NCHW <-> NHWC conversion, relative error.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +20,33 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0
   for (auto& x : v) x = dist(rng);
   return v;
 }
+
+// A buffer in a backend's memory (host or device), filled from and read back to host vectors.
+template <typename T = float>
+class DeviceArray {
+ public:
+  DeviceArray(Backend& backend, const std::vector<T>& values)
+      : backend_(backend),
+        size_(values.size()),
+        memory_(backend.allocate(std::max<size_t>(size_, 1) * sizeof(T))) {
+    if (size_ > 0) backend_.copy_to_device(memory_.get(), values.data(), size_ * sizeof(T));
+  }
+  DeviceArray(Backend& backend, size_t size, T fill)
+      : DeviceArray(backend, std::vector<T>(size, fill)) {}
+  T* get() { return static_cast<T*>(memory_.get()); }
+  std::vector<T> read() {
+    std::vector<T> values(size_);
+    backend_.synchronize();
+    if (size_ > 0) backend_.copy_to_host(values.data(), memory_.get(), size_ * sizeof(T));
+    return values;
+  }
+  size_t size() const { return size_; }
+
+ private:
+  Backend& backend_;
+  size_t size_;
+  Backend::Memory memory_;
+};
 
 // [N, C, H, W] <-> [N, H, W, C].
 inline std::vector<float> nchw_to_nhwc(const std::vector<float>& x, int64_t n, int64_t c, int64_t h,
