@@ -57,4 +57,19 @@ int run_cli(const char* name, Body&& body) {
   }
 }
 
+// As above, and on a failure (an exception, not a status body returned) `on_failure(status)`
+// runs after the line is printed: a tool of several processes ends its peers there, so that
+// none is left waiting for one that failed alone.
+template <class Body, class OnFailure>
+int run_cli(const char* name, Body&& body, OnFailure&& on_failure) {
+  bool returned = false;
+  const int status = run_cli(name, [&] {
+    const int s = body();
+    returned = true;
+    return s;
+  });
+  if (!returned) on_failure(status);
+  return status;
+}
+
 }  // namespace alexnet::io

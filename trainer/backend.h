@@ -153,6 +153,9 @@ class Backend {
   // From backend memory to backend memory.
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;  // all work issued so far is done
+  // Binds the calling thread to the backend's device (CUDA: makes it current), for a thread that
+  // drives several backends in turn (several GPUs per rank); host backends have nothing to bind.
+  virtual void make_current() {}
   // Whether backend memory is host memory (the CPU backends): the optimizer then runs its own
   // host loops over it; otherwise it keeps its state in backend memory and uses
   // make_optimizer_update().

@@ -137,17 +137,16 @@ LossResult MultiGpuStep::run(const float* images, const int32_t* labels, const D
   nccl_.all_reduce(std::span<float* const>(grads_), n, comm::ReduceOp::kAverage, config_.wire);
   const auto t2 = Clock::now();
 
-  skipped_ = false;
-  double factor = 1 / loss_scale;
+  GradientUpdate update;
   if (config_.loss_scaling || config_.clip_grad_norm > 0) {
     // Every replica holds the same averaged gradients: replica 0 decides for all.
     cuda::make_current(*replicas_[0].backend);
-    const double sum_of_squares = replicas_[0].backend->sum_of_squares(grads_[0], n);
-    if (config_.loss_scaling) skipped_ = !scaler_.update(std::isfinite(sum_of_squares));
-    if (!skipped_ && config_.clip_grad_norm > 0) {
-      factor *= clip_coefficient(std::sqrt(sum_of_squares) / loss_scale, config_.clip_grad_norm);
-    }
+    update =
+        decide_gradient_update(replicas_[0].backend->sum_of_squares(grads_[0], n), loss_scale,
+                               config_.clip_grad_norm, config_.loss_scaling ? &scaler_ : nullptr);
   }
+  skipped_ = update.skip;
+  const double factor = update.gradient_factor;
   if (!skipped_) {
     for (size_t g = 0; g < replicas_.size(); ++g) {
       const Replica& r = replicas_[g];

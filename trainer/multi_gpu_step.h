@@ -20,6 +20,8 @@
 #include "trainer/loss_scaler.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/replica.h"
+#include "trainer/step.h"
 #include "trainer/train_step.h"
 
 namespace alexnet::comm {
@@ -39,15 +41,10 @@ BatchSlice replica_slice(int64_t batch, int gpus, int g);
 // (the key's rank field is the GPU's NCCL rank, rank * G + g).
 DropoutKey replica_key(const DropoutKey& rank_key, int gpus, int g);
 
-struct Replica {
-  Backend* backend = nullptr;  // a CUDA backend on its own device
-  Model* model = nullptr;      // batch: the rank's batch / G
-  Optimizer* optimizer = nullptr;
-};
-
-class MultiGpuStep {
+class MultiGpuStep final : public Step {
  public:
-  // nccl: over this rank's devices, in the replicas' order. All objects must outlive the step.
+  // replicas: CUDA backends, one per device, whose models take the rank's batch / G; nccl: over
+  // this rank's devices, in the replicas' order. All objects must outlive the step.
   MultiGpuStep(std::vector<Replica> replicas, comm::NcclCommunicator& nccl,
                const TrainStepConfig& config);
   ~MultiGpuStep();
@@ -58,10 +55,17 @@ class MultiGpuStep {
   // Returns the rank's mean loss and its accuracy counts over the whole batch, with the calling
   // thread on replica 0's device.
   LossResult run(const float* images, const int32_t* labels, const DropoutKey& key, double lr);
+  // The loader's host batch.
+  LossResult run(const io::Batch& batch, const DropoutKey& key, double lr) override {
+    return run(batch.images, batch.labels, key, lr);
+  }
 
   const StepTimes& step_times() const { return step_times_; }
+  const StepTimes& times() const override { return step_times_; }
   bool last_step_skipped() const { return skipped_; }
-  LossScaler& loss_scaler() { return scaler_; }
+  LossScaler& loss_scaler() override { return scaler_; }
+  // The replicas' threads are not profiled (the job's trace shows their data waits only).
+  void set_profiler(Profiler*) override {}
 
  private:
   void worker(size_t g);

@@ -18,10 +18,11 @@
 
 #include "comm/communicator.h"
 #include "io/cli.h"
-#include "trainer/backend_options.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model_spec.h"
 #include "trainer/optimizer.h"
+#include "trainer/backend_options.h"
+#include "trainer/train_config.h"
 
 namespace po = boost::program_options;
 
@@ -273,36 +274,6 @@ void check_combinations(const TrainOptions& o) {
 }
 
 }  // namespace
-
-OptimizerConfig optimizer_config(const TrainOptions& o) {
-  OptimizerConfig oc;
-  oc.name = o.optimizer;
-  oc.momentum = o.momentum;
-  oc.nesterov = o.nesterov;
-  oc.momentum_rule = o.momentum_rule;
-  oc.weight_decay = o.weight_decay;
-  oc.beta1 = o.beta1;
-  oc.beta2 = o.beta2;
-  oc.clip_grad_norm = o.clip_grad_norm;
-  return oc;
-}
-
-LrScheduleConfig schedule_config(const TrainOptions& o, int64_t steps_per_epoch) {
-  LrScheduleConfig sc;
-  sc.name = o.schedule;
-  sc.base_lr = o.lr;
-  sc.steps_per_epoch = steps_per_epoch;
-  sc.gamma = o.gamma;
-  sc.step_epochs = o.step_epochs;
-  if (!o.milestones.empty()) sc.milestones = parse_milestones(o.milestones);
-  sc.total_steps = o.max_steps > 0 ? std::min(o.max_steps, steps_per_epoch * o.epochs)
-                                   : steps_per_epoch * o.epochs;
-  sc.min_lr = o.min_lr;
-  sc.warmup_steps = o.warmup_steps;
-  sc.plateau_factor = o.gamma;
-  sc.plateau_patience = o.plateau_patience;
-  return sc;
-}
 
 bool parse_train_options(int argc, char** argv, TrainOptions& o) {
   po::options_description options = table(o);

@@ -72,10 +72,8 @@ struct TrainOptions {
 // a bad or unknown option, a value out of range or not finite, or a combination that cannot run.
 bool parse_train_options(int argc, char** argv, TrainOptions& options);
 
-// The optimizer's and the schedule's configuration from the options (the schedule's length from
-// the run's: train.max_steps, or train.epochs of steps_per_epoch steps).
-OptimizerConfig optimizer_config(const TrainOptions& options);
-LrScheduleConfig schedule_config(const TrainOptions& options, int64_t steps_per_epoch);
+// What the options mean for the optimizer, schedule, step, backend and loaders:
+// trainer/train_config.h.
 
 // Shared by the tools' option checks (alexnet-train, -eval, -export, -predict).
 // Sane bounds on sizes taken from options, checked before anything is allocated.

@@ -25,6 +25,19 @@ std::vector<comm::Bucket> backward_spans(const ModelSpec& spec) {
   return spans;
 }
 
+GradientUpdate decide_gradient_update(double sum_of_squares, double loss_scale,
+                                      double clip_grad_norm, LossScaler* scaler) {
+  GradientUpdate update;
+  if (scaler != nullptr) update.skip = !scaler->update(std::isfinite(sum_of_squares));
+  if (update.skip) return update;
+  update.gradient_factor = 1 / loss_scale;
+  if (clip_grad_norm > 0) {
+    update.gradient_factor *=
+        clip_coefficient(std::sqrt(sum_of_squares) / loss_scale, clip_grad_norm);
+  }
+  return update;
+}
+
 TrainStep::TrainStep(Model& model, Optimizer& optimizer, comm::Communicator& comm,
                      const TrainStepConfig& config)
     : model_(model),
@@ -78,14 +91,14 @@ LossResult TrainStep::run(const float* input, const int32_t* labels, const Dropo
     // sum runs where the gradients are (the same arithmetic as grad_norm() on the host).
     buckets_.wait_all();
     Backend& backend = model_.backend();
-    const double sum_of_squares = backend.sum_of_squares(grads.data(), n);
-    double factor = 1 / loss_scale;
-    if (config_.loss_scaling) skipped_ = !scaler_.update(std::isfinite(sum_of_squares));
+    const GradientUpdate update =
+        decide_gradient_update(backend.sum_of_squares(grads.data(), n), loss_scale,
+                               config_.clip_grad_norm, config_.loss_scaling ? &scaler_ : nullptr);
+    skipped_ = update.skip;
     if (!skipped_) {
-      if (config_.clip_grad_norm > 0) {
-        factor *= clip_coefficient(std::sqrt(sum_of_squares) / loss_scale, config_.clip_grad_norm);
+      if (update.gradient_factor != 1) {
+        backend.scale(grads.data(), n, static_cast<float>(update.gradient_factor));
       }
-      if (factor != 1) backend.scale(grads.data(), n, static_cast<float>(factor));
       optimizer_.begin_step(lr);
       optimizer_.update(params, grads, 0, n);
     }

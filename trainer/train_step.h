@@ -39,6 +39,17 @@ struct StepTimes {
   double optimizer = 0;  // the updates themselves
 };
 
+// What a step does with its averaged gradients once their sum of squares is known (the same
+// decision on one device and on several): skip the update (fp16: they overflowed; the scaler
+// halves its scale), or multiply the gradients by `gradient_factor` (1 / loss scale, times the
+// clipping coefficient for clip_grad_norm > 0) and update. `scaler`: null without loss scaling.
+struct GradientUpdate {
+  bool skip = false;
+  double gradient_factor = 1;
+};
+GradientUpdate decide_gradient_update(double sum_of_squares, double loss_scale,
+                                      double clip_grad_norm, LossScaler* scaler);
+
 class TrainStep {
  public:
   // The optimizer must have been made over the model's backend; all objects must outlive the

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "tests/one_rank_communicator.h"
 #include "trainer/backend.h"
 #include "trainer/backend_options.h"
 #include "trainer/loss_scaler.h"
@@ -103,25 +104,6 @@ TEST(LossScaler, BacksOffOnOverflowAndGrowsAfterTheInterval) {
   EXPECT_THROW(LossScaler{c}, std::invalid_argument);
 }
 
-// One process: every collective is the identity (TrainStep's all-reduce of one rank).
-class OneRank final : public comm::Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  int local_rank() const override { return 0; }
-  int local_size() const override { return 1; }
-  std::string name() const override { return "one rank"; }
-  void all_reduce(float*, size_t, comm::ReduceOp, comm::WireType) override {}
-  void all_reduce(double*, size_t, comm::ReduceOp) override {}
-  int64_t all_reduce_max(int64_t value) override { return value; }
-  void broadcast(void*, size_t, int) override {}
-  void all_gather(const void* mine, void* all, size_t bytes) override {
-    std::memcpy(all, mine, bytes);
-  }
-  void barrier() override {}
-  [[noreturn]] void abort(int code) override { std::exit(code); }
-};
-
 struct Trajectory {
   std::vector<float> params;
   std::vector<double> losses;
@@ -143,7 +125,7 @@ Trajectory train(bool loss_scaling, double initial_scale, int steps) {
   oc.momentum = 0.9;
   oc.weight_decay = 5e-4;
   Optimizer optimizer(oc, params.size(), {}, backend.get());
-  OneRank comm;
+  test::SameOnEveryRank comm;  // one rank: the all-reduce is the identity
   TrainStepConfig tc;
   tc.loss_scaling = loss_scaling;
   tc.loss_scaler.initial_scale = initial_scale;

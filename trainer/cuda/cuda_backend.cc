@@ -47,6 +47,11 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     ALEXNET_CUDA_CHECK(cudaStreamSynchronize(context_.stream()), "waiting for the compute stream");
   }
+  void make_current() override {
+    ALEXNET_CUDA_CHECK(
+        cudaSetDevice(context_.device()),
+        "making CUDA device " + std::to_string(context_.device()) + " current for this thread");
+  }
   bool host_memory() const override { return false; }
 
   double sum_of_squares(const float* x, size_t n) override { return sum_of_squares_(x, n); }
@@ -137,10 +142,6 @@ int backend_device(Backend& backend) { return backend_context(backend).device();
 
 cudaStream_t backend_stream(Backend& backend) { return backend_context(backend).stream(); }
 
-void make_current(Backend& backend) {
-  const int device = backend_device(backend);
-  ALEXNET_CUDA_CHECK(cudaSetDevice(device),
-                     "making CUDA device " + std::to_string(device) + " current for this thread");
-}
+void make_current(Backend& backend) { cuda_backend(backend).make_current(); }
 
 }  // namespace alexnet::trainer::cuda
