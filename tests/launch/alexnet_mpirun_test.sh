@@ -8,8 +8,9 @@ SRC_DIR=$2
 WORK=$3
 LAUNCH=$SRC_DIR/launch/alexnet-mpirun
 export ALEXNET_BIN=$BIN
-rm -rf "$WORK" && mkdir -p "$WORK"
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+fresh_dir "$WORK"
 
 # Expects exit 2 and exactly one line of output that names $2.
 refused() {
@@ -17,9 +18,9 @@ refused() {
   shift 2
   local rc=0
   "$LAUNCH" "$@" > "$WORK/out.txt" 2>&1 || rc=$?
-  [ "$rc" -eq 2 ] || { cat "$WORK/out.txt"; fail "$what: exit $rc, expected 2"; }
-  [ "$(wc -l < "$WORK/out.txt")" -eq 1 ] || { cat "$WORK/out.txt"; fail "$what: not one line"; }
-  grep -qF -- "$name" "$WORK/out.txt" || { cat "$WORK/out.txt"; fail "$what: does not name $name"; }
+  [ "$rc" -eq 2 ] || fail_with_log "$what: exit $rc, expected 2" "$WORK/out.txt"
+  [ "$(wc -l < "$WORK/out.txt")" -eq 1 ] || fail_with_log "$what: not one line" "$WORK/out.txt"
+  grep -qF -- "$name" "$WORK/out.txt" || fail_with_log "$what: does not name $name" "$WORK/out.txt"
   echo "ok: $what -> $(cat "$WORK/out.txt")"
 }
 
@@ -42,17 +43,14 @@ ALEXNET_SOMETHING=1 "$LAUNCH" --dry-run -- | grep -qF -- "-x ALEXNET_SOMETHING" 
   || fail "ALEXNET_* variables are not exported"
 
 # 2. A real 2-rank job on localhost: a slice of Fashion-MNIST, 4 steps.
-FM=/usr/share/datasets/fashion-mnist
-"$BIN/alexnet-data" import-idx --quiet --images "$FM/t10k-images-idx3-ubyte.gz" \
-  --labels "$FM/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.2 \
-  --out "$WORK/fm"
+import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.2
 "$LAUNCH" -n 2 --host localhost:2 -- --config "$SRC_DIR/configs/fashion-mnist-mini.cfg" \
   --data.train "$WORK/fm-train-00000.h5" --data.val "$WORK/fm-val-00000.h5" \
   --train.batch_size 16 --train.max_steps 4 --train.log_every 2 --train.val_every 0 \
   --optim.schedule constant --optim.warmup_steps 0 \
   --checkpoint.every_minutes 0 --data.workers 1 --run.dir "$WORK/run" > "$WORK/run.txt" 2>&1 \
-  || { cat "$WORK/run.txt"; fail "2-rank run"; }
-grep -q "^+ .*mpirun -n 2 " "$WORK/run.txt" || { cat "$WORK/run.txt"; fail "command not printed"; }
+  || fail_with_log "2-rank run" "$WORK/run.txt"
+grep -q "^+ .*mpirun -n 2 " "$WORK/run.txt" || fail_with_log "command not printed" "$WORK/run.txt"
 grep -q '"world_size": 2' "$WORK/run/metrics.jsonl" || fail "metrics.jsonl: not 2 ranks"
 [ -f "$WORK/run/weights.h5" ] || fail "no weights.h5"
 echo "ok: 2-rank job on localhost"

@@ -7,16 +7,14 @@ BIN=$1
 SRC_DIR=$2
 WORK=$3
 export ALEXNET_BIN=$BIN
-rm -rf "$WORK" && mkdir -p "$WORK"
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+fresh_dir "$WORK"
 
-FM=/usr/share/datasets/fashion-mnist
-"$BIN/alexnet-data" import-idx --quiet --images "$FM/t10k-images-idx3-ubyte.gz" \
-  --labels "$FM/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.2 \
-  --out "$WORK/fm"
+import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.2
 /usr/bin/python3 "$SRC_DIR/launch/scaling-sweep" --ranks 1,2 --batch 16 --mode weak --steps 8 \
   --arch alexnet-mini --data "$WORK/fm-train-00000.h5" --out "$WORK/sweep" \
-  -- --data.workers 1 > "$WORK/sweep.txt" 2>&1 || { cat "$WORK/sweep.txt"; fail "sweep"; }
+  -- --data.workers 1 > "$WORK/sweep.txt" 2>&1 || fail_with_log "sweep" "$WORK/sweep.txt"
 cat "$WORK/sweep.txt"
 
 /usr/bin/python3 - "$WORK/sweep/results.csv" <<'PY'

@@ -6,9 +6,9 @@
 set -u
 BIN=$1
 WORK=$2
-rm -rf "$WORK"
-mkdir -p "$WORK"
+# shellcheck source=tests/malformed/lib.sh
 source "$(dirname "$0")/lib.sh"
+fresh_dir "$WORK"
 DATA="$BIN/alexnet-data"
 PY=/usr/bin/python3
 F="$WORK/files"
@@ -16,7 +16,7 @@ OUT="$WORK/out"
 mkdir -p "$F" "$OUT"
 
 # ---- Crafted inputs, all small -----------------------------------------------------------------
-"$PY" - "$F" <<'EOF' || { echo "FAIL: could not make the crafted files"; exit 1; }
+"$PY" - "$F" <<'EOF' || fail "could not make the crafted files"
 import gzip, io, struct, sys, zlib
 import h5py, numpy as np
 from PIL import Image
@@ -254,10 +254,10 @@ expect_error 2 "--channels" -- "$DATA" synthetic --quiet --out "$OUT/syn" --chan
 
 # A valid file passes, so the cases above fail for the reason they name.
 if ! "$DATA" inspect "$F/good.h5" >"$WORK/good.out" 2>&1; then
-  fail "inspect of a valid shard failed: $(cat "$WORK/good.out")"
+  case_failed "inspect of a valid shard failed: $(cat "$WORK/good.out")"
 fi
 # Failed runs leave no output and change no input.
 leftovers=$(find "$OUT" -type f | head -5)
-[ -z "$leftovers" ] || fail "failed imports left files behind: $leftovers"
-[ "$(tree_sums "$F")" = "$before" ] || fail "a failed run changed an input file"
+[ -z "$leftovers" ] || case_failed "failed imports left files behind: $leftovers"
+[ "$(tree_sums "$F")" = "$before" ] || case_failed "a failed run changed an input file"
 finish

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the malformed-input tests (tests/malformed/*.sh): one case is a tool run on a bad
 # file or option, which must exit with the documented status, print exactly one line on standard
 # error naming the problem, stay within a memory bound, and leave checkpoints untouched.
@@ -5,10 +6,13 @@
 # PATTERN is an extended regular expression the single stderr line must match (name the file or
 # option in it). MAX_RSS_MB (default 300) bounds the peak resident memory, measured by GNU time:
 # a size read from a file must be checked before it is allocated.
-# Needs: WORK (a scratch folder). Counts cases in CASES and failures in FAILURES.
+# Needs: WORK (a scratch folder). Counts cases in CASES and failures in FAILURES: a failed case
+# (case_failed) lets the others run; fail (tests/test_lib.sh) ends the test, for its set-up.
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../test_lib.sh"
 CASES=0
 FAILURES=0
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+case_failed() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
 
 expect_error() {
   local want=$1 pattern=$2 max_mb=300
@@ -24,13 +28,13 @@ expect_error() {
   kb=$(tail -n 1 "$rss" 2>/dev/null || echo 0)
   local what="case $CASES ($*)"
   if [ "$status" != "$want" ]; then
-    fail "$what: exit status $status, expected $want; stderr: $(head -c 400 "$err")"
+    case_failed "$what: exit status $status, expected $want; stderr: $(head -c 400 "$err")"
   elif [ "$lines" != 1 ]; then
-    fail "$what: $lines lines on stderr, expected 1: $(head -c 400 "$err")"
+    case_failed "$what: $lines lines on stderr, expected 1: $(head -c 400 "$err")"
   elif ! grep -Eq -- "$pattern" "$err"; then
-    fail "$what: stderr does not match /$pattern/: $(cat "$err")"
+    case_failed "$what: stderr does not match /$pattern/: $(cat "$err")"
   elif [ "$kb" -gt $((max_mb * 1024)) ]; then
-    fail "$what: peak resident memory $((kb / 1024)) MB > $max_mb MB"
+    case_failed "$what: peak resident memory $((kb / 1024)) MB > $max_mb MB"
   else
     echo "ok   $what: $(cat "$err")"
   fi

@@ -9,14 +9,13 @@ set -uo pipefail
 BIN=$1
 WORK=$2
 PY=/usr/bin/python3
-rm -rf "$WORK" && mkdir -p "$WORK"
 # shellcheck source=tests/malformed/lib.sh
 source "$(dirname "$0")/lib.sh"
+fresh_dir "$WORK"
 MB=600  # peak RSS bound of a refused run (a size allocated unchecked would take gigabytes)
-die() { echo "FAIL: setup: $*"; exit 1; }
 
 # ---- inputs: small datasets, a real run with checkpoints and weights ------------------------
-synth() { "$BIN/alexnet-data" synthetic --quiet "$@" > /dev/null || die "alexnet-data $*"; }
+synth() { "$BIN/alexnet-data" synthetic --quiet "$@" > /dev/null || fail "setup: alexnet-data $*"; }
 synth --out "$WORK/d28" --size 28 --channels 1 --num-classes 10 --count 128 --val-fraction 0.25
 synth --out "$WORK/d32" --size 32 --channels 1 --num-classes 10 --count 64
 synth --out "$WORK/rgb28" --size 28 --channels 3 --num-classes 10 --count 64
@@ -29,16 +28,16 @@ RUN=$WORK/run
 TRAIN=("$BIN/alexnet-train" --model.arch alexnet-mini --data.train "$TRAIN_H5" --data.workers 1
   --run.threads 2 --checkpoint.every_minutes 0 --train.log_every 1 --run.dir "$RUN")
 "${TRAIN[@]}" --data.val "$VAL_H5" --train.batch_size 16 --train.max_steps 2 \
-  > "$WORK/train.txt" 2>&1 || { cat "$WORK/train.txt"; die "alexnet-train"; }
+  > "$WORK/train.txt" 2>&1 || fail_with_log "setup: alexnet-train" "$WORK/train.txt"
 W=$RUN/weights.h5
 CKPT=$(ls "$RUN"/checkpoints/step-*.h5 | tail -n 1)
-[ -f "$W" ] && [ -f "$CKPT" ] || die "no weights or checkpoint"
+[ -f "$W" ] && [ -f "$CKPT" ] || fail "setup: no weights or checkpoint"
 BEFORE=$(tree_sums "$RUN/checkpoints"; sha256sum "$W")
 
 # Forged /model attributes (@name=value on another group), re-signed as a v1 file, whose CRC
 # covers the arrays only: the reader passes it and the tools meet the forged sizes themselves.
 forge() {
-  "$PY" - "$@" << 'PY' || die "forge $*"
+  "$PY" - "$@" << 'PY' || fail "setup: forge $*"
 import shutil, struct, sys, zlib
 import h5py, numpy as np
 src, dst = sys.argv[1], sys.argv[2]
@@ -51,7 +50,7 @@ with h5py.File(dst, "r+") as f:
     names = []
     f.visititems(lambda n, o: names.append("/" + n) if isinstance(o, h5py.Dataset) else None)
     records = {}
-    for n in names:  # io/checkpoint_file.cc, v1_entry_crc and combine
+    for n in names:  # io/array_file.cc, v1_entry_crc and combine
         d = f[n]
         shape = b"".join(struct.pack("<q", s) for s in d.shape)
         crc = zlib.crc32(shape, zlib.crc32(n.encode())) if d.shape else 0
@@ -65,7 +64,7 @@ PY
 }
 forge "$W" "$WORK/resigned.h5"
 "$BIN/alexnet-export" --checkpoint "$WORK/resigned.h5" --format safetensors \
-  --out "$WORK/resigned.st" > /dev/null 2>&1 || die "a re-signed, unforged file is refused"
+  --out "$WORK/resigned.st" > /dev/null 2>&1 || fail "setup: a re-signed, unforged file is refused"
 forge "$W" "$WORK/classes.h5" num_classes=1000000000000
 forge "$W" "$WORK/height.h5" input_height=1000000
 forge "$W" "$WORK/width.h5" input_width=100000000
@@ -77,7 +76,7 @@ printf 'not a model\n' > "$WORK/text.h5"
 # A 28 x 28 gray PNG under a name that is not UTF-8, for predict --json.
 IMG=$WORK/$'\xff\xfeimage.png'
 "$PY" -c "import sys; from PIL import Image; Image.new('L', (28, 28), 128).save(sys.argv[1])" \
-  "$IMG" || die "png"
+  "$IMG" || fail "setup: png"
 mkdir -p "$WORK/config-dir"
 printf '[train]\nbatch_size 16\n\x01\x02\x03\n' > "$WORK/malformed.cfg"
 printf '[train]\nbatch_sise = 16\n' > "$WORK/unknown-key.cfg"
@@ -135,7 +134,7 @@ CASES=$((CASES + 1))
 if [ "$BEFORE" = "$AFTER" ]; then
   echo "ok   case $CASES: the run's checkpoints and weights are bitwise unchanged"
 else
-  fail "case $CASES: refused runs changed $RUN: $(diff <(echo "$BEFORE") <(echo "$AFTER") | tr '\n' ' ')"
+  case_failed "case $CASES: refused runs changed $RUN: $(diff <(echo "$BEFORE") <(echo "$AFTER") | tr '\n' ' ')"
 fi
 
 # ---- alexnet-eval ----------------------------------------------------------------------------
@@ -172,7 +171,7 @@ expect_error 2 "batch-dim '99999999999'" $MB -- "${X[@]}" --format onnx --checkp
 expect_error 2 "mean 'nan'" $MB -- "${X[@]}" --format onnx --checkpoint "$W" --mean nan
 expect_error 2 "std 'inf'" $MB -- "${X[@]}" --format onnx --checkpoint "$W" --std inf
 expect_error 2 "format 'tflite'" $MB -- "${X[@]}" --checkpoint "$W" --format tflite
-[ ! -e "$WORK/out.onnx" ] || fail "an ONNX file appeared after refused exports"
+[ ! -e "$WORK/out.onnx" ] || case_failed "an ONNX file appeared after refused exports"
 
 # ---- alexnet-predict -------------------------------------------------------------------------
 P=("$BIN/alexnet-predict" --checkpoint "$W")
@@ -194,7 +193,7 @@ if "${P[@]}" --json "$IMG" > "$WORK/predict.json" 2> "$WORK/predict.err" &&
 assert d['image'].endswith('image.png') and '\ufffd' in d['image'], d" "$WORK/predict.json"; then
   echo "ok   case $CASES: predict --json on a non-UTF-8 file name: $(cat "$WORK/predict.json")"
 else
-  fail "case $CASES: predict --json on a non-UTF-8 name: $(cat "$WORK/predict.err")"
+  case_failed "case $CASES: predict --json on a non-UTF-8 name: $(cat "$WORK/predict.err")"
 fi
 
 finish

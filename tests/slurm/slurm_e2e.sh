@@ -13,15 +13,18 @@ set -euo pipefail
 BIN=$(cd "$1" && pwd)
 SRC_DIR=$(cd "$2" && pwd)
 WORK=$3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+TEST_CASE=slurm_e2e  # in every FAIL line
+allow_mpirun_as_root
+export OMPI_MCA_rmaps_base_oversubscribe=1
 CLUSTER_SH=$SRC_DIR/tests/slurm/slurm_cluster.sh
 if [ -d "$WORK/cluster/pids" ]; then  # daemons left by an interrupted run
   bash "$CLUSTER_SH" down "$WORK/cluster" > /dev/null 2>&1 || true
 fi
-rm -rf "$WORK" && mkdir -p "$WORK"
+fresh_dir "$WORK"
 WORK=$(cd "$WORK" && pwd)
 CLUSTER=$WORK/cluster
-fail() { echo "FAIL (slurm_e2e): $*"; exit 1; }
 
 set +e
 bash "$CLUSTER_SH" up "$CLUSTER" > "$WORK/up.txt" 2>&1
@@ -32,14 +35,11 @@ if [ $rc -eq 77 ]; then  # not possible on this machine: not a failure of ours
   exit 0
 fi
 trap 'bash "$CLUSTER_SH" down "$CLUSTER" > "$WORK/down.txt" 2>&1 || true' EXIT  # always down
-[ $rc -eq 0 ] || { cat "$WORK/up.txt"; fail "the cluster did not come up"; }
+[ $rc -eq 0 ] || fail_with_log "the cluster did not come up" "$WORK/up.txt"
 cat "$WORK/up.txt"
 export SLURM_CONF=$CLUSTER/slurm.conf
 
-FM=/usr/share/datasets/fashion-mnist
-"$BIN/alexnet-data" import-idx --quiet --images "$FM/t10k-images-idx3-ubyte.gz" \
-  --labels "$FM/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.2 \
-  --out "$WORK/fm"
+import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.2
 
 # The demo config on the small slice: batch 32 per rank, constant lr, no time-based checkpoints.
 # A copy: a requeued job reads its configuration again, and the tree may change meanwhile.
@@ -86,17 +86,14 @@ want_completed() {
   fi
 }
 
-# Two checkpoints compared bit for bit (every array and the step).
-same_state() { /usr/bin/python3 "$SRC_DIR/tests/same_checkpoint_state.py" "$1" "$2"; }
-
 # --- run: 12 steps on 2 tasks through srun --mpi=pmix ------------------------------------------
 id=$(submit run --train.max_steps 12 --run.dir "$WORK/run")
 wait_job "$id" 300
 want_completed "$id" "$WORK/run.out"
 grep -q "running: srun --mpi=pmix .*alexnet-train .*--resume latest" "$WORK/run.out" \
-  || { cat "$WORK/run.out"; fail "the command line is not printed"; }
+  || fail_with_log "the command line is not printed" "$WORK/run.out"
 grep -q "no checkpoint in .*: starting from scratch" "$WORK/run.out" || fail "first run: no fresh start"
-grep -q "2 rank(s) x batch 32" "$WORK/run.out" || { cat "$WORK/run.out"; fail "not 2 ranks"; }
+grep -q "2 rank(s) x batch 32" "$WORK/run.out" || fail_with_log "not 2 ranks" "$WORK/run.out"
 [ -f "$WORK/run/checkpoints/step-000000012.h5" ] || fail "no checkpoint at step 12"
 /usr/bin/python3 - "$WORK/run/metrics.jsonl" <<'PY' || fail "metrics.jsonl"
 import json, sys
@@ -109,8 +106,9 @@ echo "run: job $id completed, 12 steps on 2 ranks under srun"
 id=$(ALEXNET_LAUNCHER=mpirun submit mpirun --train.max_steps 4 --run.dir "$WORK/mpirun")
 wait_job "$id" 300
 want_completed "$id" "$WORK/mpirun.out"
-grep -q "running: mpirun " "$WORK/mpirun.out" || { cat "$WORK/mpirun.out"; fail "not mpirun"; }
-grep -q "2 rank(s) x batch 32" "$WORK/mpirun.out" || { cat "$WORK/mpirun.out"; fail "mpirun: not 2 ranks"; }
+grep -q "running: mpirun " "$WORK/mpirun.out" || fail_with_log "not mpirun" "$WORK/mpirun.out"
+grep -q "2 rank(s) x batch 32" "$WORK/mpirun.out" \
+  || fail_with_log "mpirun: not 2 ranks" "$WORK/mpirun.out"
 [ -f "$WORK/mpirun/checkpoints/step-000000004.h5" ] || fail "mpirun: no checkpoint at step 4"
 echo "run: job $id completed, 4 steps on 2 ranks under mpirun in the allocation"
 
@@ -120,36 +118,40 @@ id=$(submit preempt --train.epochs 50 --train.max_steps $N --run.dir "$WORK/pree
 for _ in $(seq 240); do
   grep -q "^epoch 0 step 4/" "$WORK/preempt.out" 2> /dev/null && break
   [ "$(job_field "$id" JobState)" = RUNNING ] || [ "$(job_field "$id" JobState)" = PENDING ] \
-    || { cat "$WORK/preempt.out"; fail "job $id ended early"; }
+    || fail_with_log "job $id ended early" "$WORK/preempt.out"
   sleep 0.5
 done
-grep -q "^epoch 0 step 4/" "$WORK/preempt.out" || { cat "$WORK/preempt.out"; fail "no progress in 120 s"; }
+grep -q "^epoch 0 step 4/" "$WORK/preempt.out" \
+  || fail_with_log "no progress in 120 s" "$WORK/preempt.out"
 # What --signal=B:USR1@120 does before the time limit: USR1 to the batch shell alone.
 scancel --signal=USR1 --batch "$id"
 for _ in $(seq 240); do
   [ "$(job_field "$id" Restarts)" = 1 ] && break
   sleep 0.5
 done
-[ "$(job_field "$id" Restarts)" = 1 ] || { cat "$WORK/preempt.out"; fail "job $id was not requeued"; }
+[ "$(job_field "$id" Restarts)" = 1 ] \
+  || fail_with_log "job $id was not requeued" "$WORK/preempt.out"
 wait_job "$id" 300
 want_completed "$id" "$WORK/preempt.out"
 out=$WORK/preempt.out
-grep -q "got SIGUSR1" "$out" || { cat "$out"; fail "the batch shell did not take USR1"; }
+grep -q "got SIGUSR1" "$out" || fail_with_log "the batch shell did not take USR1" "$out"
 stopped=$(sed -n 's/^stopped by a signal at step \([0-9]*\);.*/\1/p' "$out")
 if [ -z "$stopped" ] || [ "$stopped" -ge $N ]; then cat "$out"; fail "the job did not stop on the signal"; fi
-grep -q "alexnet-train ended with status 3" "$out" || { cat "$out"; fail "first run: not status 3"; }
-grep -q "requeueing job $id" "$out" || { cat "$out"; fail "not requeued by the script"; }
-grep -q "job $id (run 2)" "$out" || { cat "$out"; fail "no second run"; }
+grep -q "alexnet-train ended with status 3" "$out" || fail_with_log "first run: not status 3" "$out"
+grep -q "requeueing job $id" "$out" || fail_with_log "not requeued by the script" "$out"
+grep -q "job $id (run 2)" "$out" || fail_with_log "no second run" "$out"
 grep -q "resumed from .*step-$(printf %09d "$stopped").h5 at step $stopped " "$out" \
-  || { cat "$out"; fail "the second run did not resume from step $stopped"; }
-grep -q "alexnet-train: done after $N steps" "$out" || { cat "$out"; fail "second run did not finish"; }
+  || fail_with_log "the second run did not resume from step $stopped" "$out"
+grep -q "alexnet-train: done after $N steps" "$out" \
+  || fail_with_log "second run did not finish" "$out"
 [ "$(grep -c "JobId=$id " "$CLUSTER/log/jobcomp.txt")" = 2 ] \
-  || { cat "$CLUSTER/log/jobcomp.txt"; fail "want two ends of job $id in the completion log"; }
+  || fail_with_log "want two ends of job $id in the completion log" "$CLUSTER/log/jobcomp.txt"
 echo "preempt: job $id stopped at step $stopped, requeued itself, resumed and finished $N steps"
 
 # The same N steps without interruption, 2 ranks under mpirun directly: bit for bit the same.
 mpirun -np 2 "$BIN/alexnet-train" "${ARGS[@]}" --train.epochs 50 --train.max_steps $N \
-  --run.dir "$WORK/straight" > "$WORK/straight.txt" 2>&1 || { cat "$WORK/straight.txt"; fail "straight run"; }
+  --run.dir "$WORK/straight" > "$WORK/straight.txt" 2>&1 \
+    || fail_with_log "straight run" "$WORK/straight.txt"
 grep -q "2 rank(s) x batch 32" "$WORK/straight.txt" || fail "straight run: not 2 ranks"
 step_file=step-$(printf %09d $N).h5
 same_state "$WORK/straight/checkpoints/$step_file" "$WORK/preempt/checkpoints/$step_file" \
@@ -162,5 +164,4 @@ bash "$CLUSTER_SH" down "$CLUSTER"
 for p in $pids; do
   ! kill -0 "$p" 2> /dev/null || fail "daemon $p ($(ps -o comm= -p "$p")) still running after down"
 done
-echo "slurm e2e: OK"
-rm -rf "$WORK"
+passed "$WORK" "slurm e2e: OK"

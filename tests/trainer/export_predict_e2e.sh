@@ -11,19 +11,17 @@ set -euo pipefail
 BIN=$1
 WORK=$2
 PY=$3
-SRC=/usr/share/datasets/fashion-mnist
-rm -rf "$WORK" && mkdir -p "$WORK"
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+fresh_dir "$WORK"
 
-"$BIN/alexnet-data" import-idx --quiet --images "$SRC/t10k-images-idx3-ubyte.gz" \
-  --labels "$SRC/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.8 \
-  --out "$WORK/fm"
+import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.8
 train() {  # a few steps of alexnet-mini at a constant learning rate; extra options follow
   "$BIN/alexnet-train" --model.arch alexnet-mini --data.train "$WORK/fm-train-00000.h5" \
     --data.workers 1 --train.batch_size 32 --train.log_every 10 "$@"
 }
 train --train.max_steps 25 --optim.lr 0.02 --run.dir "$WORK/run" > "$WORK/train.txt" 2>&1 \
-  || { cat "$WORK/train.txt"; fail "alexnet-train"; }
+  || fail_with_log "alexnet-train" "$WORK/train.txt"
 W=$WORK/run/weights.h5
 
 # Exports: the training data's statistics and class names come from the file's config.
@@ -53,9 +51,9 @@ PY
 # step 0 is test_trainer_export's InitFrom case), the fresh head does not.
 train --train.max_steps 1 --optim.lr 1e-7 --init.from "$WORK/m.safetensors" \
   --init.skip classifier.6 --run.dir "$WORK/tune" > "$WORK/tune.txt" 2>&1 \
-  || { cat "$WORK/tune.txt"; fail "alexnet-train --init.from"; }
+  || fail_with_log "alexnet-train --init.from" "$WORK/tune.txt"
 grep -q "tensors loaded, 2 left at fresh initialization" "$WORK/tune.txt" \
-  || { cat "$WORK/tune.txt"; fail "init line"; }
+  || fail_with_log "init line" "$WORK/tune.txt"
 "$PY" - "$WORK" <<'PY' || fail "fine-tuning start"
 import sys, h5py, numpy as np
 w = sys.argv[1]
@@ -89,7 +87,7 @@ PY
   > "$WORK/decoded.jsonl" || fail "predict decoded"
 "$BIN/alexnet-predict" --checkpoint "$W" --top 2 "$WORK/img/a/00.png" > "$WORK/text.txt" \
   || fail "predict text"
-[ "$(wc -l < "$WORK/text.txt")" = 3 ] || { cat "$WORK/text.txt"; fail "text output"; }
+[ "$(wc -l < "$WORK/text.txt")" = 3 ] || fail_with_log "text output" "$WORK/text.txt"
 "$BIN/alexnet-predict" --checkpoint "$W" --json --top 1 --data "$WORK/fm-train-00000.h5" \
   > "$WORK/data.jsonl" || fail "predict --data"
 "$PY" - "$WORK" <<'PY' || fail "predict vs eval"
@@ -262,8 +260,8 @@ set -e
 for b in names shape truncated header offsets; do
   for tool in eval export predict; do
     e="$WORK/bad-$b-$tool.txt"
-    [ "$(cat "$WORK/bad-$b-$tool.rc")" = 2 ] || { cat "$e"; fail "$tool, bad $b: status not 2"; }
-    [ "$(wc -l < "$e")" = 1 ] || { cat "$e"; fail "$tool, bad $b: not one line"; }
+    [ "$(cat "$WORK/bad-$b-$tool.rc")" = 2 ] || fail_with_log "$tool, bad $b: status not 2" "$e"
+    [ "$(wc -l < "$e")" = 1 ] || fail_with_log "$tool, bad $b: not one line" "$e"
     grep -q "bad-$b.safetensors" "$e" || fail "$tool, bad $b: file not named: $(cat "$e")"
   done
 done
@@ -304,12 +302,11 @@ rc4=$?
 set -e
 [ "$rc1 $rc2 $rc3 $rc4 $rc5" = "2 2 2 2 2" ] || fail "exit codes $rc1 $rc2 $rc3 $rc4 $rc5 (want 2)"
 for f in err1 err2 err3 err4 err5; do
-  [ "$(wc -l < "$WORK/$f.txt")" = 1 ] || { cat "$WORK/$f.txt"; fail "$f is not one line"; }
+  [ "$(wc -l < "$WORK/$f.txt")" = 1 ] || fail_with_log "$f is not one line" "$WORK/$f.txt"
 done
 grep -q "damaged.h5" "$WORK/err1.txt" || fail "damaged file not named: $(cat "$WORK/err1.txt")"
 grep -q "alexnet-huge" "$WORK/err2.txt" || fail "unknown arch not named: $(cat "$WORK/err2.txt")"
 grep -q "features.0.weight has shape \[64, 1, 3, 3\]" "$WORK/err3.txt" \
   || fail "mismatch not named: $(cat "$WORK/err3.txt")"
 [ ! -e "$WORK/x.onnx" ] && [ ! -e "$WORK/x.st" ] || fail "an output appeared after an error"
-echo "export/predict e2e: OK"
-rm -rf "$WORK"
+passed "$WORK" "export/predict e2e: OK"

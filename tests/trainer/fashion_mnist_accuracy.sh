@@ -7,15 +7,12 @@ set -euo pipefail
 BIN=$1
 SRC_DIR=$2
 WORK=$3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-rm -rf "$WORK" && mkdir -p "$WORK"
-fail() { echo "FAIL: $*"; exit 1; }
-FM=/usr/share/datasets/fashion-mnist
-"$BIN/alexnet-data" import-idx --quiet --images "$FM/train-images-idx3-ubyte.gz" \
-  --labels "$FM/train-labels-idx1-ubyte.gz" --class-names fashion-mnist --out "$WORK/train"
-"$BIN/alexnet-data" import-idx --quiet --images "$FM/t10k-images-idx3-ubyte.gz" \
-  --labels "$FM/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --no-shuffle \
-  --out "$WORK/test"
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+allow_mpirun_as_root
+fresh_dir "$WORK"
+import_fashion_mnist "$BIN" train "$WORK/train"
+import_fashion_mnist "$BIN" t10k "$WORK/test" --no-shuffle
 mpirun -np 2 "$BIN/alexnet-train" --config "$SRC_DIR/configs/fashion-mnist-mini.cfg" \
   --data.train "$WORK/train-*.h5" --data.val "$WORK/test-*.h5" --train.log_every 100 \
   --run.dir "$WORK/run" | tee "$WORK/train.txt" || fail "training"
@@ -30,5 +27,4 @@ assert last["top1"] >= 0.90, f"top-1 {last['top1']:.4f} < 0.90"
 PY
 "$BIN/alexnet-eval" --weights "$WORK/run/weights.h5" --data "$WORK/test-00000.h5" | tee "$WORK/eval.txt"
 grep -qE "top-1 (9[0-9]|100)\." "$WORK/eval.txt" || fail "alexnet-eval below 90%"
-echo "fashion-mnist accuracy: OK"
-rm -rf "$WORK"
+passed "$WORK" "fashion-mnist accuracy: OK"

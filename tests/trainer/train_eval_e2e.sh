@@ -7,25 +7,24 @@ set -euo pipefail
 BIN=$1
 SRC_DIR=$2
 WORK=$3
-SRC=/usr/share/datasets/fashion-mnist
-rm -rf "$WORK" && mkdir -p "$WORK"
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+fresh_dir "$WORK"
 
-"$BIN/alexnet-data" import-idx --quiet --images "$SRC/t10k-images-idx3-ubyte.gz" \
-  --labels "$SRC/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.2 \
-  --out "$WORK/fm"
+import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.2
 
 "$BIN/alexnet-train" --config "$SRC_DIR/configs/fashion-mnist-mini.cfg" \
   --data.train "$WORK/fm-train-00000.h5" --data.val "$WORK/fm-val-00000.h5" \
   --train.batch_size 32 --train.max_steps 12 --train.log_every 4 --train.epochs 1 --optim.warmup_steps 2 \
-  --run.dir "$WORK/run" > "$WORK/train.txt" 2>&1 || { cat "$WORK/train.txt"; fail "alexnet-train"; }
-grep -q "step 12/250 (12/12): loss" "$WORK/train.txt" || { cat "$WORK/train.txt"; fail "progress lines"; }
+  --run.dir "$WORK/run" > "$WORK/train.txt" 2>&1 || fail_with_log "alexnet-train" "$WORK/train.txt"
+grep -q "step 12/250 (12/12): loss" "$WORK/train.txt" \
+  || fail_with_log "progress lines" "$WORK/train.txt"
 [ -f "$WORK/run/weights.h5" ] || fail "no weights file"
 
 "$BIN/alexnet-eval" --weights "$WORK/run/weights.h5" --data "$WORK/fm-val-00000.h5" \
   --logits "$WORK/logits.h5" > "$WORK/eval.txt" || fail "alexnet-eval"
 grep -qE "^loss [0-9.]+ top-1 [0-9.]+% top-5 [0-9.]+% \(2000 images\)$" "$WORK/eval.txt" \
-  || { cat "$WORK/eval.txt"; fail "eval line"; }
+  || fail_with_log "eval line" "$WORK/eval.txt"
 /usr/bin/python3 - "$WORK" <<'PY' || fail "h5py check"
 import sys, h5py
 w = h5py.File(sys.argv[1] + "/run/weights.h5", "r")
@@ -43,5 +42,4 @@ set -e
 [ $rc1 -eq 2 ] && [ $rc2 -eq 2 ] && [ $rc3 -eq 2 ] || fail "exit codes $rc1 $rc2 $rc3 (want 2)"
 for f in err1 err2 err3; do [ "$(wc -l < "$WORK/$f.txt")" = 1 ] || fail "$f is not one line"; done
 grep -q "missing.h5" "$WORK/err2.txt" || fail "missing file not named"
-echo "train/eval e2e: OK"
-rm -rf "$WORK"
+passed "$WORK" "train/eval e2e: OK"

@@ -22,15 +22,15 @@ SRC_DIR=$2
 WORK=$3
 CASE=$4
 VENV_PYTHON=${5:-}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# shellcheck source=tests/test_lib.sh
+source "$(dirname "$0")/../test_lib.sh"
+TEST_CASE=$CASE  # in every FAIL line
+allow_mpirun_as_root
+export OMPI_MCA_rmaps_base_oversubscribe=1
 umount "$WORK/small" 2>/dev/null || true  # a mount left by an interrupted disk case
-rm -rf "$WORK" && mkdir -p "$WORK"
-fail() { echo "FAIL ($CASE): $*"; exit 1; }
+fresh_dir "$WORK"
 
-FM=/usr/share/datasets/fashion-mnist
-"$BIN/alexnet-data" import-idx --quiet --images "$FM/t10k-images-idx3-ubyte.gz" \
-  --labels "$FM/t10k-labels-idx1-ubyte.gz" --class-names fashion-mnist --val-fraction 0.2 \
-  --out "$WORK/fm"
+import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.2
 
 # The demo config on the small slice: batch 32 per rank, constant lr (a schedule over
 # max_steps would differ between a run and its halves), no time-based checkpoints.
@@ -42,31 +42,30 @@ job() { "${TRAIN[@]}" "$@"; }
 # mpirun starts alexnet-train itself (no shell in between, which would take the signals).
 mpijob() { mpirun -np 2 "${TRAIN[@]}" "$@"; }
 
-# Two checkpoints compared bit for bit (every array and the step).
-same_state() { /usr/bin/python3 "$SRC_DIR/tests/same_checkpoint_state.py" "$1" "$2"; }
-
 case_resume() {
   mpijob --train.max_steps 12 --run.dir "$WORK/straight" > "$WORK/straight.txt" 2>&1 \
-    || { cat "$WORK/straight.txt"; fail "straight run"; }
+    || fail_with_log "straight run" "$WORK/straight.txt"
   mpijob --train.max_steps 6 --run.dir "$WORK/halves" > "$WORK/half1.txt" 2>&1 \
-    || { cat "$WORK/half1.txt"; fail "first half"; }
-  mpijob --train.max_steps 12 --run.dir "$WORK/halves" --resume latest > "$WORK/half2.txt" 2>&1 || { cat "$WORK/half2.txt"; fail "second half"; }
+    || fail_with_log "first half" "$WORK/half1.txt"
+  mpijob --train.max_steps 12 --run.dir "$WORK/halves" --resume latest > "$WORK/half2.txt" 2>&1 \
+    || fail_with_log "second half" "$WORK/half2.txt"
   grep -q "resumed from .*step-000000006.h5 at step 6" "$WORK/half2.txt" \
-    || { cat "$WORK/half2.txt"; fail "no resume message"; }
+    || fail_with_log "no resume message" "$WORK/half2.txt"
   same_state "$WORK/straight/checkpoints/step-000000012.h5" \
     "$WORK/halves/checkpoints/step-000000012.h5" || fail "resumed run differs from the straight one"
   # One rank continuing a two-rank run: allowed, and it says what changes.
   # ... and a changed setting is named (a requeued job re-reads its config file).
   job --train.max_steps 14 --run.dir "$WORK/halves" --resume latest --optim.lr 0.01 \
-    > "$WORK/one.txt" 2>&1 || { cat "$WORK/one.txt"; fail "resume on 1 rank"; }
-  grep -q "the data order changes" "$WORK/one.txt" || { cat "$WORK/one.txt"; fail "no world-size note"; }
+    > "$WORK/one.txt" 2>&1 || fail_with_log "resume on 1 rank" "$WORK/one.txt"
+  grep -q "the data order changes" "$WORK/one.txt" \
+    || fail_with_log "no world-size note" "$WORK/one.txt"
   grep -q "differ from the checkpoint's: optim.lr 0.035 -> 0.01$" "$WORK/one.txt" \
-    || { cat "$WORK/one.txt"; fail "changed lr not reported"; }
+    || fail_with_log "changed lr not reported" "$WORK/one.txt"
 }
 
 case_damaged() {
   mpijob --train.max_steps 9 --checkpoint.every_steps 3 --checkpoint.keep 5 \
-    --run.dir "$WORK/run" > "$WORK/run.txt" 2>&1 || { cat "$WORK/run.txt"; fail "run"; }
+    --run.dir "$WORK/run" > "$WORK/run.txt" 2>&1 || fail_with_log "run" "$WORK/run.txt"
   local newest="$WORK/run/checkpoints/step-000000009.h5"
   [ -f "$newest" ] || fail "no checkpoint at step 9"
   # Damage the middle of the file: the arrays' checksum no longer matches.
@@ -77,11 +76,13 @@ case_damaged() {
   job --train.max_steps 10 --run.dir "$WORK/run" --resume "$newest" > "$WORK/refused.txt" 2> "$WORK/refused.err"
   local rc=$?
   set -e
-  [ $rc -eq 2 ] || { cat "$WORK/refused.txt" "$WORK/refused.err"; fail "damaged checkpoint: exit $rc, want 2"; }
-  [ "$(wc -l < "$WORK/refused.err")" = 1 ] || { cat "$WORK/refused.err"; fail "error is not one line"; }
+  [ $rc -eq 2 ] \
+    || fail_with_log "damaged checkpoint: exit $rc, want 2" "$WORK/refused.txt" "$WORK/refused.err"
+  [ "$(wc -l < "$WORK/refused.err")" = 1 ] \
+    || fail_with_log "error is not one line" "$WORK/refused.err"
   grep -q "step-000000009.h5" "$WORK/refused.err" || fail "error does not name the file"
   job --train.max_steps 10 --run.dir "$WORK/run" --resume latest > "$WORK/fallback.txt" 2>&1 \
-    || { cat "$WORK/fallback.txt"; fail "resume latest with a damaged newest"; }
+    || fail_with_log "resume latest with a damaged newest" "$WORK/fallback.txt"
   grep -q "skipping a damaged checkpoint" "$WORK/fallback.txt" || fail "no skip message"
   grep -q "resumed from .*step-000000006.h5" "$WORK/fallback.txt" || fail "did not fall back to step 6"
 }
@@ -95,11 +96,10 @@ start_long_job() {
   trap 'kill -KILL $JOB_PID 2>/dev/null || true' EXIT  # never leave a job behind a failed case
   for _ in $(seq 1 600); do
     grep -q "^epoch 0 step 4/" "$dir.txt" 2>/dev/null && return 0
-    kill -0 $JOB_PID 2>/dev/null || { cat "$dir.txt"; fail "job ended early"; }
+    kill -0 $JOB_PID 2>/dev/null || fail_with_log "job ended early" "$dir.txt"
     sleep 0.1
   done
-  cat "$dir.txt"
-  fail "no progress line within 60 s"
+  fail_with_log "no progress line within 60 s" "$dir.txt"
 }
 
 # Waits for the background job; sets JOB_RC and JOB_SECONDS.
@@ -118,17 +118,17 @@ case_signal() {
   start_long_job "$WORK/term"
   kill -TERM $(rank_pids "$WORK/term")  # as Slurm signals each task
   wait_job
-  [ $JOB_RC -eq 3 ] || { cat "$WORK/term.txt"; fail "SIGTERM: exit $JOB_RC, want 3"; }
+  [ $JOB_RC -eq 3 ] || fail_with_log "SIGTERM: exit $JOB_RC, want 3" "$WORK/term.txt"
   grep -q "stopped by a signal" "$WORK/term.txt" || fail "no stop message"
   ls "$WORK/term/checkpoints/"step-*.h5 > /dev/null || fail "no checkpoint after SIGTERM"
   start_long_job "$WORK/usr1"
   kill -USR1 "$JOB_PID"  # mpirun forwards SIGUSR1 to every rank
   wait_job
-  [ $JOB_RC -eq 3 ] || { cat "$WORK/usr1.txt"; fail "SIGUSR1: exit $JOB_RC, want 3"; }
+  [ $JOB_RC -eq 3 ] || fail_with_log "SIGUSR1: exit $JOB_RC, want 3" "$WORK/usr1.txt"
   local step
   step=$(/usr/bin/python3 -c "import h5py,glob; print(h5py.File(sorted(glob.glob('$WORK/usr1/checkpoints/step-*.h5'))[-1],'r').attrs['step'])")
   job --train.max_steps $((step + 2)) --run.dir "$WORK/usr1" --resume latest > "$WORK/after.txt" 2>&1 \
-    || { cat "$WORK/after.txt"; fail "resume after SIGUSR1"; }
+    || fail_with_log "resume after SIGUSR1" "$WORK/after.txt"
   grep -q "resumed from" "$WORK/after.txt" || fail "did not resume"
 }
 
@@ -150,7 +150,7 @@ case_hang() {
   kill -KILL "$stopped" 2>/dev/null || true
   [ $JOB_RC -ne 0 ] || fail "job exited 0"
   [ $JOB_SECONDS -le 40 ] || fail "job took $JOB_SECONDS s to end (watchdog at 8 s)"
-  grep -q "no progress for" "$WORK/hang.txt" || { cat "$WORK/hang.txt"; fail "no watchdog message"; }
+  grep -q "no progress for" "$WORK/hang.txt" || fail_with_log "no watchdog message" "$WORK/hang.txt"
   echo "silent rank: job ended with status $JOB_RC after $JOB_SECONDS s"
 }
 
@@ -160,8 +160,9 @@ case_mismatch() {
     -np 1 "${TRAIN[@]}" --train.max_steps 2 --run.dir "$WORK/m" --optim.lr 0.5 > "$WORK/m.txt" 2> "$WORK/m.err"
   local rc=$?
   set -e
-  [ $rc -eq 2 ] || { cat "$WORK/m.txt" "$WORK/m.err"; fail "exit $rc, want 2"; }
-  [ "$(grep -c "another configuration or build" "$WORK/m.err")" = 1 ] || { cat "$WORK/m.err"; fail "want one message"; }
+  [ $rc -eq 2 ] || fail_with_log "exit $rc, want 2" "$WORK/m.txt" "$WORK/m.err"
+  [ "$(grep -c "another configuration or build" "$WORK/m.err")" = 1 ] \
+    || fail_with_log "want one message" "$WORK/m.err"
 }
 
 # Runs the job expecting exit 2 and one stderr line matching $1.
@@ -172,9 +173,9 @@ expect_bad_option() {
   job --train.max_steps 2 --run.dir "$WORK/opts" "$@" > "$WORK/opts.txt" 2> "$WORK/opts.err"
   local rc=$?
   set -e
-  [ $rc -eq 2 ] || { cat "$WORK/opts.txt" "$WORK/opts.err"; fail "$* : exit $rc, want 2"; }
-  [ "$(wc -l < "$WORK/opts.err")" = 1 ] || { cat "$WORK/opts.err"; fail "$* : want one line"; }
-  grep -q "$pattern" "$WORK/opts.err" || { cat "$WORK/opts.err"; fail "$* : no '$pattern'"; }
+  [ $rc -eq 2 ] || fail_with_log "$* : exit $rc, want 2" "$WORK/opts.txt" "$WORK/opts.err"
+  [ "$(wc -l < "$WORK/opts.err")" = 1 ] || fail_with_log "$* : want one line" "$WORK/opts.err"
+  grep -q "$pattern" "$WORK/opts.err" || fail_with_log "$* : no '$pattern'" "$WORK/opts.err"
 }
 
 case_gpuopts() {
@@ -189,7 +190,8 @@ case_gpuopts() {
 
 case_logs() {
   mpijob --train.max_steps 8 --train.val_every 4 --profile.steps 2 --profile.start 2 \
-    --comm.bucket_mb 1 --run.dir "$WORK/logs" > "$WORK/logs.txt" 2>&1 || { cat "$WORK/logs.txt"; fail "run"; }
+    --comm.bucket_mb 1 --run.dir "$WORK/logs" > "$WORK/logs.txt" 2>&1 \
+      || fail_with_log "run" "$WORK/logs.txt"
   /usr/bin/python3 - "$WORK/logs/metrics.jsonl" <<'PY' || fail "metrics.jsonl"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -222,8 +224,8 @@ PY
   fi
   "$VENV_PYTHON" "$SRC_DIR/tests/trainer/read_tensorboard_events.py" "$WORK/logs/tensorboard" \
     > "$WORK/tb.txt" || fail "TensorBoard could not read the events"
-  grep -q "^train/loss 8 " "$WORK/tb.txt" || { cat "$WORK/tb.txt"; fail "no train/loss at step 8"; }
-  grep -q "^val/top1 8 " "$WORK/tb.txt" || { cat "$WORK/tb.txt"; fail "no val/top1 at step 8"; }
+  grep -q "^train/loss 8 " "$WORK/tb.txt" || fail_with_log "no train/loss at step 8" "$WORK/tb.txt"
+  grep -q "^val/top1 8 " "$WORK/tb.txt" || fail_with_log "no val/top1 at step 8" "$WORK/tb.txt"
 }
 
 case_disk() {
@@ -242,15 +244,16 @@ case_disk() {
   local rc=$?
   set -e
   [ $rc -ne 0 ] || fail "a full disk went unnoticed"
-  grep -q "not written" "$WORK/disk.err" || { cat "$WORK/disk.err"; fail "no checkpoint error"; }
+  grep -q "not written" "$WORK/disk.err" || fail_with_log "no checkpoint error" "$WORK/disk.err"
   grep -q "previous checkpoint .*step-000000002.h5 is intact" "$WORK/disk.err" \
-    || { cat "$WORK/disk.txt" "$WORK/disk.err"; fail "the message does not name the intact checkpoint"; }
+    || fail_with_log "the message does not name the intact checkpoint" \
+      "$WORK/disk.txt" "$WORK/disk.err"
   # The intact one still verifies and resumes (on a disk with room).
   cp -r "$mnt/run" "$WORK/copy"
   ls "$WORK/copy/checkpoints/" | grep -q "step-000000002.h5" || fail "previous checkpoint gone"
   ! ls "$WORK/copy/checkpoints/" | grep -q tmp || fail "temporary file left behind"
   job --train.max_steps 3 --run.dir "$WORK/copy" --resume latest > "$WORK/resume.txt" 2>&1 \
-    || { cat "$WORK/resume.txt"; fail "resume from the intact checkpoint"; }
+    || fail_with_log "resume from the intact checkpoint" "$WORK/resume.txt"
   umount "$mnt"
   trap - EXIT
 }
@@ -261,9 +264,9 @@ hashes() { (cd "$1" && find . -type f -name 'step-*.h5' | sort | xargs -r sha256
 case_prune() {
   local ck="$WORK/a/checkpoints"
   job --train.max_steps 4 --checkpoint.every_steps 2 --checkpoint.keep 5 --run.dir "$WORK/a" \
-    > "$WORK/a1.txt" 2>&1 || { cat "$WORK/a1.txt"; fail "first run"; }
+    > "$WORK/a1.txt" 2>&1 || fail_with_log "first run" "$WORK/a1.txt"
   job --train.max_steps 9 --checkpoint.every_steps 0 --checkpoint.keep 5 --run.dir "$WORK/a" \
-    --resume latest > "$WORK/a2.txt" 2>&1 || { cat "$WORK/a2.txt"; fail "second run"; }
+    --resume latest > "$WORK/a2.txt" 2>&1 || fail_with_log "second run" "$WORK/a2.txt"
   [ "$(ls "$ck")" = "$(printf 'step-000000002.h5\nstep-000000004.h5\nstep-000000009.h5')" ] \
     || { ls "$ck"; fail "want checkpoints 2, 4, 9"; }
   local size
@@ -273,15 +276,16 @@ case_prune() {
   damaged=$(sha256sum < "$ck/step-000000009.h5")
   # A run that writes no checkpoint (nothing left to train) moves nothing.
   job --train.max_steps 4 --run.dir "$WORK/a" --resume latest > "$WORK/a0.txt" 2>&1 \
-    || { cat "$WORK/a0.txt"; fail "resume with nothing to train"; }
-  grep -q "nothing left to train" "$WORK/a0.txt" || { cat "$WORK/a0.txt"; fail "trained"; }
+    || fail_with_log "resume with nothing to train" "$WORK/a0.txt"
+  grep -q "nothing left to train" "$WORK/a0.txt" || fail_with_log "trained" "$WORK/a0.txt"
   [ "$(ls "$ck")" = "$(printf 'step-000000002.h5\nstep-000000004.h5\nstep-000000009.h5')" ] \
     || { ls -R "$ck"; fail "a run without a checkpoint moved or removed some"; }
   job --train.max_steps 5 --checkpoint.keep 1 --run.dir "$WORK/a" --resume latest \
-    > "$WORK/a3.txt" 2>&1 || { cat "$WORK/a3.txt"; fail "resume with a damaged newest"; }
-  grep -q "resumed from .*step-000000004.h5 at step 4" "$WORK/a3.txt" || { cat "$WORK/a3.txt"; fail "did not resume from 4"; }
+    > "$WORK/a3.txt" 2>&1 || fail_with_log "resume with a damaged newest" "$WORK/a3.txt"
+  grep -q "resumed from .*step-000000004.h5 at step 4" "$WORK/a3.txt" \
+    || fail_with_log "did not resume from 4" "$WORK/a3.txt"
   grep -q "moved checkpoints after step 4 into .*/abandoned/: step-000000009.h5$" "$WORK/a3.txt" \
-    || { cat "$WORK/a3.txt"; fail "no line naming the checkpoint moved aside"; }
+    || fail_with_log "no line naming the checkpoint moved aside" "$WORK/a3.txt"
   [ "$(ls "$ck")" = "$(printf 'abandoned\nstep-000000005.h5')" ] || { ls -R "$ck"; fail "want step 5 (and abandoned/) only"; }
   [ "$(ls "$ck/abandoned")" = step-000000009.h5 ] || { ls "$ck/abandoned"; fail "want the damaged 9 in abandoned/"; }
   [ "$(sha256sum < "$ck/abandoned/step-000000009.h5")" = "$damaged" ] || fail "the damaged 9 changed"
@@ -289,13 +293,14 @@ case_prune() {
   # --resume PATH to an older checkpoint: the branch 4, 6 goes aside; the new 4, 5 and the old 2 stay.
   ck="$WORK/b/checkpoints"
   job --train.max_steps 6 --checkpoint.every_steps 2 --checkpoint.keep 5 --run.dir "$WORK/b" \
-    > "$WORK/b1.txt" 2>&1 || { cat "$WORK/b1.txt"; fail "branch run"; }
+    > "$WORK/b1.txt" 2>&1 || fail_with_log "branch run" "$WORK/b1.txt"
   local before
   before=$(hashes "$ck")
   job --train.max_steps 5 --checkpoint.every_steps 2 --checkpoint.keep 3 --run.dir "$WORK/b" \
-    --resume "$ck/step-000000002.h5" > "$WORK/b2.txt" 2>&1 || { cat "$WORK/b2.txt"; fail "resume from 2"; }
+    --resume "$ck/step-000000002.h5" > "$WORK/b2.txt" 2>&1 \
+      || fail_with_log "resume from 2" "$WORK/b2.txt"
   grep -q "moved checkpoints after step 2 into .*/abandoned/: step-000000004.h5 step-000000006.h5$" \
-    "$WORK/b2.txt" || { cat "$WORK/b2.txt"; fail "no line naming the abandoned branch"; }
+    "$WORK/b2.txt" || fail_with_log "no line naming the abandoned branch" "$WORK/b2.txt"
   [ "$(ls "$ck")" = "$(printf 'abandoned\nstep-000000002.h5\nstep-000000004.h5\nstep-000000005.h5')" ] \
     || { ls -R "$ck"; fail "want 2 and the new 4, 5"; }
   # Every file of the first run still there, bit for bit: 2 in place, 4 and 6 under abandoned/.
@@ -305,14 +310,14 @@ case_prune() {
   [ "$after" = "$before" ] || { echo "before: $before"; echo "after: $after"; fail "a checkpoint changed"; }
   # The next --resume latest continues the new branch.
   job --train.max_steps 6 --run.dir "$WORK/b" --resume latest > "$WORK/b3.txt" 2>&1 \
-    || { cat "$WORK/b3.txt"; fail "resume latest on the new branch"; }
+    || fail_with_log "resume latest on the new branch" "$WORK/b3.txt"
   grep -q "resumed from .*checkpoints/step-000000005.h5 at step 5" "$WORK/b3.txt" \
-    || { cat "$WORK/b3.txt"; fail "did not continue the new branch"; }
+    || fail_with_log "did not continue the new branch" "$WORK/b3.txt"
   # A fresh run in that folder (4, 5, 6 after the default keep 3): all go aside, none over another.
   local all_before
   all_before=$(find "$ck" -type f -name 'step-*.h5' -exec sha256sum {} + | cut -d' ' -f1 | sort)
   job --train.max_steps 2 --checkpoint.keep 1 --run.dir "$WORK/b" > "$WORK/b4.txt" 2>&1 \
-    || { cat "$WORK/b4.txt"; fail "fresh run"; }
+    || fail_with_log "fresh run" "$WORK/b4.txt"
   grep -q "moved checkpoints of an earlier run (starting fresh) into .*/abandoned/: step-000000004-1.h5 step-000000005.h5 step-000000006-1.h5$" \
     "$WORK/b4.txt" || { cat "$WORK/b4.txt"; ls -R "$ck"; fail "fresh run: no line naming the moved ones"; }
   [ "$(ls "$ck")" = "$(printf 'abandoned\nstep-000000002.h5')" ] || { ls -R "$ck"; fail "fresh run: want its 2 only"; }
@@ -321,5 +326,4 @@ case_prune() {
 }
 
 "case_$CASE"
-echo "train job e2e ($CASE): OK"
-rm -rf "$WORK"
+passed "$WORK" "train job e2e ($CASE): OK"
