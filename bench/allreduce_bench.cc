@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
+#include "io/cli.h"
 
 namespace po = boost::program_options;
 using namespace alexnet::comm;
@@ -131,7 +132,7 @@ std::string parse_options(int argc, char** argv, Options& o, bool& help,
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Options o;
   bool help = false;
   po::options_description options("Options");
@@ -142,23 +143,21 @@ int main(int argc, char** argv) {
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
 
-  std::unique_ptr<MpiSession> session;
-  try {
-    session = std::make_unique<MpiSession>(&argc, &argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench-allreduce: error: " << e.what() << "\n";
-    return 1;
-  }
+  const auto session = std::make_unique<MpiSession>(&argc, &argv);
   int rank = 0, ranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-  if (!error.empty() || help) {
-    if (rank == 0 && !error.empty()) std::cerr << "bench-allreduce: " << error << "\n" << options;
-    if (rank == 0 && help) {
+  if (!error.empty()) {
+    // Every rank stops with the same status; rank 0 alone says why (run_cli's one line).
+    if (rank == 0) throw alexnet::io::OptionError(error);
+    return alexnet::io::kExitBadInput;
+  }
+  if (help) {
+    if (rank == 0) {
       std::cout << "bench-allreduce: our ring all-reduce against MPI_Allreduce (under mpirun)\n"
                 << options;
     }
-    return error.empty() ? 0 : 2;
+    return 0;
   }
 
   try {
@@ -227,8 +226,13 @@ int main(int argc, char** argv) {
           "best against best and median against median\n");
     }
   } catch (const std::exception& e) {
-    std::cerr << "bench-allreduce: rank " << rank << ": error: " << e.what() << "\n";
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    // Not left to run_cli: the peers wait in a collective, so this rank must abort them all.
+    std::cerr << "bench-allreduce: rank " << rank << ": internal error: " << e.what() << "\n";
+    MPI_Abort(MPI_COMM_WORLD, alexnet::io::kExitFailure);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return alexnet::io::run_cli("bench-allreduce", [&] { return run(argc, argv); });
 }

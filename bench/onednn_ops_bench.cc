@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "io/cli.h"
 #include "trainer/backend.h"
 
 namespace po = boost::program_options;
@@ -63,7 +64,7 @@ struct ConvLayer {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   int64_t batch = 32;
   int repeats = 5;
   po::options_description options("Options");
@@ -72,13 +73,8 @@ int main(int argc, char** argv) {
       "repeats", po::value(&repeats)->default_value(repeats),
       "timed calls per pass (the fastest is reported)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, options), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "onednn_ops_bench: " << e.what() << "\n" << options;
-    return 2;
-  }
+  po::store(po::parse_command_line(argc, argv, options), vm);
+  po::notify(vm);
   if (vm.count("help") != 0) {
     std::cout << "Times AlexNet's conv and FC layers on the oneDNN backend.\n" << options;
     return 0;
@@ -153,4 +149,8 @@ int main(int argc, char** argv) {
   }
   std::printf("\nall layers: %.1f ms per step (forward + backward)\n", all_total);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return alexnet::io::run_cli("bench-onednn-ops", [&] { return run(argc, argv); });
 }

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "io/cli.h"
 #include "io/dataset.h"
 #include "io/error.h"
 #include "io/loader.h"
@@ -94,7 +95,7 @@ std::vector<std::string> generate(const std::string& prefix, int64_t n, int64_t 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   std::string dir;
   double gigabytes = 2.0;
   int64_t side = 227, crop = 224, batch = 128;
@@ -114,7 +115,7 @@ int main(int argc, char** argv) {
     ("keep", po::bool_switch(&keep), "keep the generated dataset for the next run")
     ("help,h", "this help");
   // clang-format on
-  try {
+  {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, desc), vm);
     if (vm.count("help")) {
@@ -220,9 +221,10 @@ int main(int argc, char** argv) {
     if (!keep) {
       for (const auto& f : files) std::filesystem::remove(f);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench-reader: error: %s\n", e.what());
-    return 2;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return alexnet::io::run_cli("bench-reader", [&] { return run(argc, argv); });
 }

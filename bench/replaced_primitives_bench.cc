@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "io/cli.h"
 #include "trainer/backend.h"
 
 namespace po = boost::program_options;
@@ -66,7 +67,7 @@ const char* isa_name(dnnl_cpu_isa_t isa) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   int repeats = 5, batch = 32;
   po::options_description desc(
       "bench-replaced-primitives: our LRN and FC backward against oneDNN's");
@@ -175,4 +176,8 @@ int main(int argc, char** argv) {
                 ours_data, ours_weights);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return alexnet::io::run_cli("bench-replaced-primitives", [&] { return run(argc, argv); });
 }

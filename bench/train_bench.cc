@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "io/cli.h"
 #include "trainer/backend.h"
 #include "trainer/model.h"
 #include "trainer/model_spec.h"
@@ -202,7 +203,7 @@ Rates measure_torch(const ModelSpec& spec, int64_t batch, int threads, int warmu
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   std::string cases_text = "alexnet-torchvision:32,alexnet-torchvision:64,alexnet-mini:128";
   std::string backend_name = "onednn";
   std::string allocator = "tuned";
@@ -252,9 +253,9 @@ int main(int argc, char** argv) {
     if (threads < 1 || warmup < 0 || steps < 1 || rounds < 1) {
       throw std::invalid_argument("--threads, --steps and --rounds must be positive");
     }
-  } catch (const std::exception& e) {
-    std::cerr << "bench-train: " << e.what() << "\n" << options;
-    return 2;
+  } catch (const std::invalid_argument& e) {
+    // A bad --cases, --allocator, ... value (parse_cases and the checks above).
+    throw alexnet::io::OptionError(e.what());
   }
   if (vm.count("help")) {
     std::cout << "bench-train: training and forward images/s against PyTorch\n" << options;
@@ -316,11 +317,14 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     std::printf("\nimages/s; ratio = ours / PyTorch (higher is better)\n");
-  } catch (const std::exception& e) {
-    std::filesystem::remove(layers_file);
-    std::cerr << "bench-train: error: " << e.what() << "\n";
-    return 1;
+  } catch (...) {
+    std::filesystem::remove(layers_file);  // then run_cli reports it
+    throw;
   }
   std::filesystem::remove(layers_file);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return alexnet::io::run_cli("bench-train", [&] { return run(argc, argv); });
 }

@@ -9,7 +9,7 @@
 
 #include "trainer/backend.h"
 #include "trainer/cpu/onednn_ops.h"
-#include "trainer/optimizer.h"
+#include "trainer/grad_norm.h"
 
 namespace alexnet::trainer {
 namespace onednn {
