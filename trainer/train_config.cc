@@ -1,12 +1,16 @@
 // The options-to-configuration translation of alexnet-train (trainer/train_config.h).
 #include "trainer/train_config.h"
 
+#include <boost/program_options.hpp>
+
 #include <algorithm>
 #include <set>
 #include <sstream>
 
 #include "comm/communicator.h"
 #include "trainer/backend_options.h"
+
+namespace po = boost::program_options;
 
 namespace alexnet::trainer {
 
@@ -95,16 +99,13 @@ io::LoaderConfig train_loader_config(const TrainOptions& o, const io::DatasetMet
 }
 
 std::map<std::string, std::string> config_entries(const std::string& text) {
-  std::map<std::string, std::string> entries;
+  // Boost's INI reader, the one that read the options in the first place; every key unregistered.
   std::istringstream in(text);
-  std::string line, section;
-  while (std::getline(in, line)) {
-    if (line.size() > 2 && line.front() == '[' && line.back() == ']') {
-      section = line.substr(1, line.size() - 2) + ".";
-      continue;
-    }
-    const size_t eq = line.find(" = ");
-    if (eq != std::string::npos) entries[section + line.substr(0, eq)] = line.substr(eq + 3);
+  const po::parsed_options parsed =
+      po::parse_config_file(in, po::options_description(), /*allow_unregistered=*/true);
+  std::map<std::string, std::string> entries;
+  for (const po::option& option : parsed.options) {
+    entries[option.string_key] = option.value.empty() ? std::string() : option.value.front();
   }
   return entries;
 }

@@ -101,6 +101,14 @@ TEST(TrainConfig, ConfigEntriesAreKeyedBySection) {
   ASSERT_EQ(entries.count("optim.lr"), 1u) << config_text(o);
   EXPECT_EQ(entries.at("optim.lr"), "0.125");
   EXPECT_EQ(entries.count("lr"), 0u);
+  ASSERT_EQ(entries.count("init.from"), 1u);  // an empty value is a value
+  EXPECT_EQ(entries.at("init.from"), "");
+  o.train_files = {"a.h5", "b.h5"};
+  const std::string train = config_entries(config_text(o)).at("data.train");
+  EXPECT_NE(train.find("a.h5"), std::string::npos) << train;
+  EXPECT_NE(train.find("b.h5"), std::string::npos) << train;
+  EXPECT_NE(changed_settings(config_text(TrainOptions{}), config_text(o)).find("data.train"),
+            std::string::npos);
 }
 
 TEST(TrainConfig, ChangedSettingsNamesWhatResumingChangesButTheRunsLength) {
