@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/adaptive_avg_pool_math.h"
 #include "trainer/cpu/onednn_ops.h"
 
 namespace alexnet::trainer::onednn {
@@ -48,10 +49,10 @@ class OneDnnAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
     } else {
       mode_ = Mode::kLoop;
       for (int64_t i = 0; i < oh; ++i) {
-        h_bins_.push_back({bin_start(i, h, oh), bin_end(i, h, oh)});
+        h_bins_.push_back({adaptive_bin_start(i, h, oh), adaptive_bin_end(i, h, oh)});
       }
       for (int64_t i = 0; i < ow; ++i) {
-        w_bins_.push_back({bin_start(i, w, ow), bin_end(i, w, ow)});
+        w_bins_.push_back({adaptive_bin_start(i, w, ow), adaptive_bin_end(i, w, ow)});
       }
     }
     what_ = "running adaptive average pool " + shape;
@@ -96,10 +97,6 @@ class OneDnnAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
   };
 
   static size_t bytes(int64_t floats) { return static_cast<size_t>(floats) * sizeof(float); }
-  static int64_t bin_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
-  static int64_t bin_end(int64_t i, int64_t in, int64_t out) {
-    return ((i + 1) * in + out - 1) / out;
-  }
 
   void make_primitives(const std::string& what) {
     const memory::desc x_md = nhwc(n_, c_, h_, w_), y_md = nhwc(n_, c_, oh_, ow_);

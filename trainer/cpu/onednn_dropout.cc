@@ -20,16 +20,12 @@ class OneDnnDropout final : public DropoutOp {
     if (!(p >= 0 && p <= 1)) {
       throw std::invalid_argument("dropout: p must be in [0, 1], got " + std::to_string(p));
     }
-    // p is quantized to 24 bits; p = 1 gives 2^24, which no 24-bit draw reaches (all dropped).
-    threshold_ = static_cast<uint32_t>(std::llround(p * 16777216.0));
-    // Rounded from double to float exactly as the reference does, so kept values match bit for
-    // bit. p = 1 scales by 0 rather than inf, as PyTorch, which returns zeros.
-    scale_ = static_cast<float>(p < 1 ? 1 / (1 - p) : 0);
+    threshold_ = dropout_threshold(p);
+    // Rounded from double to float once, as the reference does: kept values match bit for bit.
+    scale_ = static_cast<float>(dropout_scale(p));
     mask_.resize(static_cast<size_t>(n));
   }
 
-  // A multiply by scale or 0, not a select, as the reference and PyTorch: a dropped NaN or inf
-  // stays NaN instead of hiding as 0.
   void forward(const DropoutKey& key, const float* x, float* y) override {
     const uint64_t stream = dropout_stream(key.seed, key.step, key.rank, key.layer);
     const uint32_t threshold = threshold_;
@@ -38,14 +34,14 @@ class OneDnnDropout final : public DropoutOp {
     for (int64_t i = 0; i < n_; ++i) {
       const bool keep = dropout_keep(stream, static_cast<uint64_t>(i), threshold);
       mask[i] = keep ? 1 : 0;
-      y[i] = x[i] * (keep ? scale : 0.0f);
+      y[i] = dropout_apply(x[i], keep, scale);
     }
   }
 
   void backward(const float* dy, float* dx) override {
     const float scale = scale_;
     const uint8_t* mask = mask_.data();
-    for (int64_t i = 0; i < n_; ++i) dx[i] = dy[i] * (mask[i] ? scale : 0.0f);
+    for (int64_t i = 0; i < n_; ++i) dx[i] = dropout_apply(dy[i], mask[i] != 0, scale);
   }
 
  private:

@@ -1,6 +1,7 @@
 // Local response normalization across channels over NHWC activations, in the paper's form
 // (trainer/op_shapes.h), matching reference::lrn_forward / lrn_backward: the CPU backend's own
-// vectorized loops, not oneDNN's lrn primitive.
+// vectorized loops, not oneDNN's lrn primitive, over the window, denominator and gradient of
+// trainer/lrn_math.h (shared with the reference and the CUDA kernels).
 //
 // Why not oneDNN: oneDNN 2.6.3's JIT LRN for nhwc on AVX-512 (`lrn_jit:avx512_core`, what it
 // dispatches on an AVX-512 CPU) crashes with SIGSEGV inside the primitive for some shapes (7
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "trainer/cpu/onednn_ops.h"
+#include "trainer/lrn_math.h"
 #include "trainer/op_shapes.h"
 
 namespace alexnet::trainer::onednn {
@@ -57,9 +59,11 @@ class OneDnnLrn final : public LrnOp {
     for (int64_t p = 0; p < pixels; ++p) {
       const float* __restrict xp = x + p * C;
       float* __restrict yp = y + p * C;
-      window_sum(xp, yp, s_.size / 2, (s_.size - 1) / 2, true);
+      window_sum(xp, yp, lrn_below(s_.size), lrn_above(s_.size), true);
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * power<kThreeQuarters>(k_ + alpha_ * yp[c]);
+      for (int64_t c = 0; c < C; ++c) {
+        yp[c] = xp[c] * power<kThreeQuarters>(lrn_denominator_of(yp[c], k_, alpha_));
+      }
     }
   }
 
@@ -82,19 +86,21 @@ class OneDnnLrn final : public LrnOp {
         const float* __restrict xp = x + p * C;
         const float* __restrict gp = dy + p * C;
         float* __restrict dp = dx + p * C;
-        window_sum(xp, dp_sums, s_.size / 2, (s_.size - 1) / 2, true);
+        window_sum(xp, dp_sums, lrn_below(s_.size), lrn_above(s_.size), true);
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
-          const float den = k_ + alpha_ * dp_sums[c];
+          const float den = lrn_denominator_of(dp_sums[c], k_, alpha_);
           float inverse;                                          // 1 / d
           const float inv = power<kThreeQuarters>(den, inverse);  // d^-beta
           dp[c] = gp[c] * inv;
           tp[c] = gp[c] * xp[c] * inv * inverse;  // dy x d^(-beta-1)
         }
         // The mirrored window gathers, for each c, the t of every c' whose window holds c.
-        window_sum(tp, dp_sums, (s_.size - 1) / 2, s_.size / 2, false);
+        window_sum(tp, dp_sums, lrn_above(s_.size), lrn_below(s_.size), false);
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) dp[c] -= two_alpha_beta * xp[c] * dp_sums[c];
+        for (int64_t c = 0; c < C; ++c) {
+          dp[c] = lrn_input_grad(dp[c], two_alpha_beta, xp[c], dp_sums[c]);
+        }
       }
     }
   }

@@ -1,8 +1,8 @@
 // ReLU for the oneDNN CPU backend: its own loops (why: below), the reference's arithmetic.
-#include <cmath>
 #include <stdexcept>
 
 #include "trainer/cpu/onednn_ops.h"
+#include "trainer/relu_math.h"
 
 namespace alexnet::trainer::onednn {
 namespace {
@@ -19,15 +19,12 @@ class OneDnnRelu final : public ReluOp {
     if (n < 0) throw std::invalid_argument("relu: n must not be negative");
   }
   void forward(const float* x, float* y) override {
-    for (int64_t i = 0; i < n_; ++i) y[i] = (x[i] > 0 || std::isnan(x[i])) ? x[i] : 0.0f;
+    for (int64_t i = 0; i < n_; ++i) y[i] = relu_output(x[i]);
   }
   void backward(const float* y, const float* dy, float* dx) override {
-    // As PyTorch's threshold_backward: zero where y <= 0, so a NaN output passes dy on.
-    // dy is loaded unconditionally: a load under the condition would keep the loop scalar.
-    for (int64_t i = 0; i < n_; ++i) {
-      const float g = dy[i];
-      dx[i] = y[i] <= 0 ? 0.0f : g;
-    }
+    // dy is loaded unconditionally (relu_input_grad takes it by value): a load under the
+    // condition would keep the loop scalar.
+    for (int64_t i = 0; i < n_; ++i) dx[i] = relu_input_grad(y[i], dy[i]);
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "trainer/cpu/onednn_ops.h"
+#include "trainer/softmax_cross_entropy_math.h"
 
 namespace alexnet::trainer::onednn {
 namespace {
@@ -31,7 +32,7 @@ class OneDnnSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
   LossResult forward_backward(const float* logits, const int32_t* labels, float* dlogits,
                               float dlogits_scale) override {
     for (int64_t n = 0; n < batch_; ++n) {
-      if (labels[n] < 0 || labels[n] >= classes_) {
+      if (!label_in_range(labels[n], classes_)) {
         throw std::invalid_argument("softmax_cross_entropy: label " + std::to_string(labels[n]) +
                                     " of sample " + std::to_string(n) + " is outside [0, " +
                                     std::to_string(classes_) + ")");
@@ -68,11 +69,9 @@ class OneDnnSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
       }
       // Top-k as the reference counts it: the classes ranked strictly above the label's logit
       // (ties favour the label; a NaN label logit ranks first, as no comparison holds).
-      const float target = z[label];
-      int64_t above = 0;
-      for (int64_t c = 0; c < C; ++c) above += z[c] > target;
-      r.top1 += above < 1;
-      r.top5 += above < 5;
+      const int64_t above = count_above_label(z, C, z[label]);
+      r.top1 += ranks_within(above, 1);
+      r.top5 += ranks_within(above, 5);
     }
     r.loss = total / static_cast<double>(batch_);
     return r;

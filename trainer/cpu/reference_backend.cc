@@ -8,6 +8,7 @@
 #include "trainer/backend.h"
 #include "trainer/cpu/reference_ops.h"
 #include "trainer/grad_norm.h"
+#include "trainer/softmax_cross_entropy_math.h"
 
 namespace alexnet::trainer {
 namespace {
@@ -176,11 +177,9 @@ class ReferenceSoftmaxCrossEntropy final : public SoftmaxCrossEntropyOp {
     }
     for (int64_t n = 0; n < batch_; ++n) {
       const float* row = logits + n * classes_;
-      const float target = row[labels[n]];
-      int64_t above = 0;  // classes ranked strictly above the label (ties favour the label)
-      for (int64_t c = 0; c < classes_; ++c) above += row[c] > target;
-      r.top1 += above < 1;
-      r.top5 += above < 5;
+      const int64_t above = count_above_label(row, classes_, row[labels[n]]);
+      r.top1 += ranks_within(above, 1);
+      r.top5 += ranks_within(above, 5);
     }
     return r;
   }

@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "trainer/adaptive_avg_pool_math.h"
 #include "trainer/dropout_math.h"
+#include "trainer/lrn_math.h"
+#include "trainer/relu_math.h"
+#include "trainer/softmax_cross_entropy_math.h"
 
 namespace alexnet::trainer::reference {
 namespace {
@@ -51,19 +55,13 @@ void validate_dropout(int64_t n, double p) {
   if (!(p >= 0 && p <= 1)) fail("dropout", "p must be in [0, 1], got " + std::to_string(p));
 }
 
-// The factor applied to kept elements. p = 1 drops everything; its scale is 0 rather than inf,
-// as in PyTorch, which returns zeros.
-double dropout_scale(double p) { return p < 1 ? 1 / (1 - p) : 0; }
-
-// Bin i of adaptive pooling's `out` bins over `in` elements:
-// [floor(i * in / out), ceil((i + 1) * in / out)).
-int64_t bin_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
-int64_t bin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
-
-// The channels whose squares normalize channel c: [c - size/2, c + (size-1)/2], clipped.
-int64_t lrn_first(const LrnShape& s, int64_t c) { return std::max<int64_t>(0, c - s.size / 2); }
-int64_t lrn_last(const LrnShape& s, int64_t c) {
-  return std::min<int64_t>(s.channels - 1, c + (s.size - 1) / 2);
+// The channels whose squares normalize channel c (trainer/lrn_math.h): [c - size/2,
+// c + (size-1)/2], clipped.
+int64_t lrn_window_first(const LrnShape& s, int64_t c) {
+  return lrn_clip_first(c, lrn_below(s.size));
+}
+int64_t lrn_window_last(const LrnShape& s, int64_t c) {
+  return lrn_clip_last(c, lrn_above(s.size), s.channels);
 }
 
 }  // namespace
@@ -176,15 +174,13 @@ void conv2d_backward_weights(const Conv2dShape& s, const T* x, const T* dy, T* d
 template <typename T>
 void relu_forward(int64_t n, const T* x, T* y) {
   require_non_negative("relu", "n", n);
-  // A NaN passes through, as in PyTorch (max(NaN, 0) would silently make it 0).
-  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] > 0 || std::isnan(x[i])) ? x[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) y[i] = relu_output(x[i]);  // a NaN passes through
 }
 
 template <typename T>
 void relu_backward(int64_t n, const T* y, const T* dy, T* dx) {
   require_non_negative("relu", "n", n);
-  // Written as PyTorch's threshold_backward (zero where y <= 0) so a NaN output passes dy on.
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] <= 0 ? T(0) : dy[i];
+  for (int64_t i = 0; i < n; ++i) dx[i] = relu_input_grad(y[i], dy[i]);
 }
 
 template <typename T>
@@ -249,8 +245,10 @@ void adaptive_avg_pool_forward(int64_t batch, int64_t channels, int64_t height, 
     for (int64_t c = 0; c < channels; ++c) {
       for (int64_t oh = 0; oh < out_h; ++oh) {
         for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t h0 = bin_start(oh, height, out_h), h1 = bin_end(oh, height, out_h);
-          const int64_t w0 = bin_start(ow, width, out_w), w1 = bin_end(ow, width, out_w);
+          const int64_t h0 = adaptive_bin_start(oh, height, out_h),
+                        h1 = adaptive_bin_end(oh, height, out_h);
+          const int64_t w0 = adaptive_bin_start(ow, width, out_w),
+                        w1 = adaptive_bin_end(ow, width, out_w);
           Acc sum = 0;
           for (int64_t ih = h0; ih < h1; ++ih) {
             for (int64_t iw = w0; iw < w1; ++iw) sum += static_cast<Acc>(x[xi(n, c, ih, iw)]);
@@ -273,8 +271,10 @@ void adaptive_avg_pool_backward(int64_t batch, int64_t channels, int64_t height,
     for (int64_t c = 0; c < channels; ++c) {
       for (int64_t oh = 0; oh < out_h; ++oh) {
         for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t h0 = bin_start(oh, height, out_h), h1 = bin_end(oh, height, out_h);
-          const int64_t w0 = bin_start(ow, width, out_w), w1 = bin_end(ow, width, out_w);
+          const int64_t h0 = adaptive_bin_start(oh, height, out_h),
+                        h1 = adaptive_bin_end(oh, height, out_h);
+          const int64_t w0 = adaptive_bin_start(ow, width, out_w),
+                        w1 = adaptive_bin_end(ow, width, out_w);
           const Acc g =
               static_cast<Acc>(dy[yi(n, c, oh, ow)]) / static_cast<Acc>((h1 - h0) * (w1 - w0));
           for (int64_t ih = h0; ih < h1; ++ih) {
@@ -296,11 +296,11 @@ void lrn_forward(const LrnShape& s, const T* x, T* y) {
       for (int64_t h = 0; h < s.height; ++h) {
         for (int64_t w = 0; w < s.width; ++w) {
           Acc sum = 0;
-          for (int64_t c2 = lrn_first(s, c); c2 <= lrn_last(s, c); ++c2) {
+          for (int64_t c2 = lrn_window_first(s, c); c2 <= lrn_window_last(s, c); ++c2) {
             const Acc v = x[xi(n, c2, h, w)];
             sum += v * v;
           }
-          const Acc scale = s.k + s.alpha * sum;
+          const Acc scale = lrn_denominator_of<Acc>(sum, s.k, s.alpha);
           y[xi(n, c, h, w)] = static_cast<T>(x[xi(n, c, h, w)] / std::pow(scale, s.beta));
         }
       }
@@ -319,11 +319,11 @@ void lrn_backward(const LrnShape& s, const T* x, const T* dy, T* dx) {
       for (int64_t w = 0; w < s.width; ++w) {
         for (int64_t c = 0; c < s.channels; ++c) {
           Acc sum = 0;
-          for (int64_t c2 = lrn_first(s, c); c2 <= lrn_last(s, c); ++c2) {
+          for (int64_t c2 = lrn_window_first(s, c); c2 <= lrn_window_last(s, c); ++c2) {
             const Acc v = x[xi(n, c2, h, w)];
             sum += v * v;
           }
-          scale[static_cast<size_t>(c)] = s.k + s.alpha * sum;
+          scale[static_cast<size_t>(c)] = lrn_denominator_of<Acc>(sum, s.k, s.alpha);
         }
         // y[c] = x[c] * scale[c]^-beta with scale[c] = k + alpha * sum_{c2 in window(c)} x[c2]^2:
         // dy[c] reaches x[c] directly and every x[c2] of its window through scale[c].
@@ -336,7 +336,7 @@ void lrn_backward(const LrnShape& s, const T* x, const T* dy, T* dx) {
           const Acc through_scale = -2 * s.alpha * s.beta * static_cast<Acc>(dy[xi(n, c, h, w)]) *
                                     static_cast<Acc>(x[xi(n, c, h, w)]) *
                                     std::pow(scale[i], -s.beta - 1);
-          for (int64_t c2 = lrn_first(s, c); c2 <= lrn_last(s, c); ++c2) {
+          for (int64_t c2 = lrn_window_first(s, c); c2 <= lrn_window_last(s, c); ++c2) {
             acc[static_cast<size_t>(c2)] += through_scale * static_cast<Acc>(x[xi(n, c2, h, w)]);
           }
         }
@@ -484,8 +484,7 @@ void linear_backward_weights(int64_t batch, int64_t in, int64_t out, const T* x,
 
 void dropout_mask(int64_t n, double p, const DropoutKey& key, uint8_t* mask) {
   validate_dropout(n, p);
-  // p = 1 gives 2^24, which no 24-bit draw reaches: everything is dropped.
-  const auto threshold = static_cast<uint32_t>(std::llround(p * 16777216.0));
+  const uint32_t threshold = dropout_threshold(p);
   const uint64_t stream = dropout_stream(key.seed, key.step, key.rank, key.layer);
   for (int64_t i = 0; i < n; ++i) {
     mask[i] = dropout_keep(stream, static_cast<uint64_t>(i), threshold) ? 1 : 0;
@@ -496,15 +495,14 @@ template <typename T>
 void dropout_forward(int64_t n, double p, const uint8_t* mask, const T* x, T* y) {
   validate_dropout(n, p);
   const auto scale = static_cast<T>(dropout_scale(p));
-  // A multiply, not a select, as PyTorch: a dropped NaN stays NaN instead of hiding as 0.
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * (mask[i] ? scale : T(0));
+  for (int64_t i = 0; i < n; ++i) y[i] = dropout_apply(x[i], mask[i] != 0, scale);
 }
 
 template <typename T>
 void dropout_backward(int64_t n, double p, const uint8_t* mask, const T* dy, T* dx) {
   validate_dropout(n, p);
   const auto scale = static_cast<T>(dropout_scale(p));
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
+  for (int64_t i = 0; i < n; ++i) dx[i] = dropout_apply(dy[i], mask[i] != 0, scale);
 }
 
 template <typename T>
@@ -517,7 +515,7 @@ T softmax_cross_entropy(int64_t batch, int64_t classes, const T* logits, const i
     fail(op, "label smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
   }
   for (int64_t n = 0; n < batch; ++n) {
-    if (labels[n] < 0 || labels[n] >= classes) {
+    if (!label_in_range(labels[n], classes)) {
       fail(op, "label " + std::to_string(labels[n]) + " of sample " + std::to_string(n) +
                    " is outside [0, " + std::to_string(classes) + ")");
     }
@@ -534,11 +532,10 @@ T softmax_cross_entropy(int64_t batch, int64_t classes, const T* logits, const i
     for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<Acc>(z[c]) - largest);
     const Acc log_sum_exp = largest + std::log(sum);
     for (int64_t c = 0; c < classes; ++c) {
-      const Acc target = (c == labels[n] ? 1 - label_smoothing : 0) + uniform;
+      const Acc target = smoothed_target(c, labels[n], label_smoothing, uniform);
       const Acc log_p = static_cast<Acc>(z[c]) - log_sum_exp;
-      total -= target * log_p;
-      dlogits[n * classes + c] =
-          static_cast<T>((std::exp(log_p) - target) / static_cast<Acc>(batch));
+      total += loss_term(target, log_p);
+      dlogits[n * classes + c] = loss_gradient(log_p, target, batch, T(1));
     }
   }
   return static_cast<T>(total / static_cast<Acc>(batch));
