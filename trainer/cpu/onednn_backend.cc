@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "io/call_error.h"
 #include "trainer/backend.h"
 #include "trainer/cpu/onednn_ops.h"
 #include "trainer/grad_norm.h"
@@ -65,9 +66,8 @@ void* scratchpad_data() { return scratchpad_buffer().data; }
 void check_status(dnnl_status_t status, const char* call, const char* file, int line,
                   const char* context) {
   if (status == dnnl_success) return;
-  throw std::runtime_error(std::string("oneDNN call ") + call + " failed at " + file + ":" +
-                           std::to_string(line) + " while " + context + ": status " +
-                           std::to_string(static_cast<int>(status)));
+  io::throw_call_error("oneDNN", call, file, line, context,
+                       "status " + std::to_string(static_cast<int>(status)));
 }
 
 }  // namespace onednn

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/call_error.h"
 #include "trainer/backend.h"
 
 namespace alexnet::trainer::onednn {
@@ -27,19 +28,18 @@ dnnl::engine& engine();
 dnnl::stream& stream();
 
 // Runs a oneDNN call; a dnnl::error becomes std::runtime_error naming the call, where it was,
-// and what it was doing, e.g. "oneDNN convolution_forward::primitive_desc failed at
-// trainer/cpu/onednn_conv.cc:42 while creating conv 96x11x11/4 on 227x227x3: could not create a
-// primitive descriptor (status 3)".
-#define ALEXNET_DNNL_CHECK(call, context)                                                         \
-  [&]() -> decltype(auto) {                                                                       \
-    try {                                                                                         \
-      return (call);                                                                              \
-    } catch (const dnnl::error& dnnl_error_) {                                                    \
-      throw std::runtime_error(std::string("oneDNN call ") + #call + " failed at " __FILE__ ":" + \
-                               std::to_string(__LINE__) + " while " + (context) + ": " +          \
-                               dnnl_error_.what() + " (status " +                                 \
-                               std::to_string(int(dnnl_error_.status)) + ")");                    \
-    }                                                                                             \
+// and what it was doing (io/call_error.h), e.g. "oneDNN call convolution_forward::primitive_desc
+// failed at trainer/cpu/onednn_conv.cc:42 while creating conv 96x11x11/4 on 227x227x3: could not
+// create a primitive descriptor (status 3)".
+#define ALEXNET_DNNL_CHECK(call, context)                                                 \
+  [&]() -> decltype(auto) {                                                               \
+    try {                                                                                 \
+      return (call);                                                                      \
+    } catch (const dnnl::error& dnnl_error_) {                                            \
+      ::alexnet::io::throw_call_error("oneDNN", #call, __FILE__, __LINE__, (context),     \
+                                      std::string(dnnl_error_.what()) + " (status " +     \
+                                          std::to_string(int(dnnl_error_.status)) + ")"); \
+    }                                                                                     \
   }()
 
 // ---- Shared by the op files ----
