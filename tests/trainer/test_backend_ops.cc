@@ -434,7 +434,7 @@ OpCase batch_norm_inference(std::string name, const BatchNormShape& s) {
 
 // --- dropout ---------------------------------------------------------------------------------
 
-// The same mask (trainer/dropout_hash.h) and the same float product on every backend: bit for
+// The same mask (trainer/dropout_math.h) and the same float product on every backend: bit for
 // bit. A dropped NaN or inf stays NaN (multiplied by 0), not 0. A new step draws a new mask.
 OpCase dropout(std::string name, int64_t n, double p) {
   auto run = [=](Backend& b) {

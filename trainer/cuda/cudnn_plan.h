@@ -1,5 +1,5 @@
 // What the cuDNN ops hand to cuDNN, worked out by plain functions without CUDA headers so that the
-// CPU tests (tests/trainer/test_cudnn_plan.cc) check them: tensor dims and strides, filter dims,
+// CPU tests (tests/gpu/test_cudnn_plan.cc) check them: tensor dims and strides, filter dims,
 // convolution and pooling geometry, the math mode for a precision, and the choice of a convolution
 // algorithm among measured candidates.
 //
