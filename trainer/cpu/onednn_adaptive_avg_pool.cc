@@ -15,11 +15,6 @@ namespace {
 using dnnl::algorithm;
 using dnnl::memory;
 using dnnl::prop_kind;
-using Tag = memory::format_tag;
-
-memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
-}
 
 using shape_check::require_positive;
 
@@ -99,7 +94,7 @@ class OneDnnAdaptiveAvgPool final : public AdaptiveAvgPoolOp {
   static size_t bytes(int64_t floats) { return static_cast<size_t>(floats) * sizeof(float); }
 
   void make_primitives(const std::string& what) {
-    const memory::desc x_md = nhwc(n_, c_, h_, w_), y_md = nhwc(n_, c_, oh_, ow_);
+    const memory::desc x_md = nhwc_desc(n_, c_, h_, w_), y_md = nhwc_desc(n_, c_, oh_, ow_);
     const memory::dims kernel{h_ / oh_, w_ / ow_}, none{0, 0};
     using Fwd = dnnl::pooling_forward;
     using Bwd = dnnl::pooling_backward;

@@ -11,11 +11,6 @@ namespace {
 using dnnl::algorithm;
 using dnnl::memory;
 using dnnl::prop_kind;
-using Tag = memory::format_tag;
-
-memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
-}
 
 std::string describe(const Pool2dShape& s) {
   return "max pool " + std::to_string(s.kernel) + "x" + std::to_string(s.kernel) + "/" +
@@ -36,8 +31,8 @@ class OneDnnMaxPool final : public MaxPoolOp {
   explicit OneDnnMaxPool(const Pool2dShape& s) {
     validate(s);  // the reference's rules, checked once at creation rather than every call
     const std::string what = "creating " + describe(s);
-    const memory::desc x_md = nhwc(s.batch, s.channels, s.height, s.width);
-    const memory::desc y_md = nhwc(s.batch, s.channels, s.out_height(), s.out_width());
+    const memory::desc x_md = nhwc_desc(s.batch, s.channels, s.height, s.width);
+    const memory::desc y_md = nhwc_desc(s.batch, s.channels, s.out_height(), s.out_width());
     const memory::dims strides{s.stride, s.stride}, kernel{s.kernel, s.kernel};
     // Symmetric padding: oneDNN requires (H + 2 pad - kernel) / stride + 1 == OH, the same
     // truncating division as Pool2dShape::out_height(), so both leave the bottom and right

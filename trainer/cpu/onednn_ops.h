@@ -98,6 +98,12 @@ inline dnnl::reorder make_reorder(const dnnl::memory& from, const dnnl::memory& 
 }
 
 // oneDNN memory objects take a mutable handle; the ops only read what the caller passes as const.
+// An fp32 activation of n x c x h x w in the NHWC layout the CPU backend keeps between layers.
+inline dnnl::memory::desc nhwc_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return dnnl::memory::desc({n, c, h, w}, dnnl::memory::data_type::f32,
+                            dnnl::memory::format_tag::nhwc);
+}
+
 inline void* handle(const float* p) { return const_cast<float*>(p); }
 
 // Points a memory object made once at the caller's array for this call.
