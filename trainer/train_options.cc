@@ -18,10 +18,10 @@
 
 #include "comm/communicator.h"
 #include "io/cli.h"
+#include "trainer/backend_options.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model_spec.h"
 #include "trainer/optimizer.h"
-#include "trainer/backend_options.h"
 #include "trainer/train_config.h"
 
 namespace po = boost::program_options;
