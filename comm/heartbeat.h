@@ -1,0 +1,117 @@
+// A heartbeat between ranks that notices a lost node in seconds: each rank sends a small UDP
+// datagram every `interval_s` to its ring neighbours (rank-1 and rank+1 mod size: O(1) per rank)
+// and reports a neighbour silent for `interval_s x misses`. It runs on a thread and a socket of
+// its own, never through the MPI communicator, whose calls block behind a dead peer; so a long
+// step, evaluation or checkpoint write never looks like a lost node, and a cut link (which the
+// progress watchdog, comm/watchdog.h, only notices after comm.timeout_s) is seen quickly.
+//
+// `Heartbeat` takes its peers and socket from a plain struct (testable in one process, without
+// MPI); `start_heartbeat` builds that struct through the communicator's all_gather.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace alexnet::comm {
+
+struct HeartbeatOptions {
+  double interval_s = 2;  // <= 0: no heartbeat
+  int misses = 4;         // a peer silent for interval_s x misses is lost
+};
+
+// A bound, non-blocking IPv4 UDP socket (closed on destruction).
+class UdpSocket {
+ public:
+  UdpSocket() = default;  // none yet
+  // Bound on every interface at `port` (0: one the system chooses). Throws std::runtime_error.
+  static UdpSocket bound(uint16_t port = 0);
+  ~UdpSocket();
+  UdpSocket(UdpSocket&& other) noexcept;
+  UdpSocket& operator=(UdpSocket&& other) noexcept;
+  UdpSocket(const UdpSocket&) = delete;
+  UdpSocket& operator=(const UdpSocket&) = delete;
+  int fd() const { return fd_; }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+struct HeartbeatPeer {
+  int rank = 0;
+  std::string host;
+  std::vector<uint32_t> ipv4;  // network byte order; datagrams go to every one
+  uint16_t port = 0;
+};
+
+struct HeartbeatSetup {
+  int rank = 0;
+  uint64_t job_id = 0;  // the same on every rank of a job; datagrams of other jobs are ignored
+  UdpSocket socket;
+  std::vector<HeartbeatPeer> peers;  // the monitored ones: sent to, and listened for
+};
+
+// Called once per lost peer, on the heartbeat's thread.
+using OnPeerLost = std::function<void(int rank, const std::string& host, double seconds_silent)>;
+// A socket call failed on the heartbeat's thread (the heartbeat has stopped), with its message.
+using OnHeartbeatError = std::function<void(const std::string& message)>;
+
+class Heartbeat {
+ public:
+  // Starts the thread. Every peer counts as heard from now.
+  Heartbeat(HeartbeatSetup setup, HeartbeatOptions options, OnPeerLost on_lost,
+            OnHeartbeatError on_error);
+  // Stops the thread (a self-pipe wakes it), without a last datagram: to the peers this rank
+  // then goes silent, as a crashed one would.
+  ~Heartbeat();
+  Heartbeat(const Heartbeat&) = delete;
+  Heartbeat& operator=(const Heartbeat&) = delete;
+
+  // Datagrams of this job received from `rank` (0 for a rank not monitored).
+  uint64_t received_from(int rank) const;
+  // Datagrams received and ignored: another job's, malformed, not for this rank, or from a rank
+  // not monitored.
+  uint64_t ignored() const { return ignored_.load(); }
+  double bound_s() const { return options_.interval_s * options_.misses; }
+
+ private:
+  struct PeerState {
+    std::atomic<int64_t> last_heard_ns{0};
+    std::atomic<uint64_t> received{0};
+    bool reported = false;  // the thread's alone
+  };
+  void loop();
+  void send_all(uint64_t sequence);
+  void receive_all(int64_t now_ns);
+
+  HeartbeatSetup setup_;
+  const HeartbeatOptions options_;
+  OnPeerLost on_lost_;
+  OnHeartbeatError on_error_;
+  std::vector<PeerState> state_;  // parallel to setup_.peers
+  std::atomic<uint64_t> ignored_{0};
+  int wake_[2] = {-1, -1};  // the self-pipe: a byte on wake_[1] stops the thread
+  std::thread thread_;
+};
+
+// rank-1 and rank+1 mod size, without repeats or `rank` itself ({} for one rank, {1-rank} for 2).
+std::vector<int> ring_neighbours(int rank, int size);
+
+// The IPv4 addresses of this host's up, non-loopback interfaces (getifaddrs), network order.
+std::vector<uint32_t> local_ipv4_addresses();
+
+// A collective: rank 0's random job id is broadcast, every rank publishes its host name, UDP
+// port and addresses (all_gather), and starts a heartbeat to its ring neighbours (loopback too
+// for a neighbour on the same host). nullptr on one rank or with interval_s <= 0.
+std::unique_ptr<Heartbeat> start_heartbeat(Communicator& comm, const HeartbeatOptions& options,
+                                           OnPeerLost on_lost, OnHeartbeatError on_error);
+
+}  // namespace alexnet::comm

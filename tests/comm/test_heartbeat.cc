@@ -1,0 +1,257 @@
+// comm/heartbeat.h in one process, over 127.0.0.1: ranks that see each other, a rank that goes
+// silent (its Heartbeat destroyed, as a crashed node would), a short pause, another job's
+// datagrams. Intervals of 0.1 s keep each test to a second or two.
+#include "comm/heartbeat.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace alexnet::comm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kJob = 0x1234abcd5678ef00ull;
+
+struct Lost {
+  int observer, rank;
+  std::string host;
+  double silent_s, after_s;  // as reported; seconds from the victim's end to the report
+};
+
+// N ranks in one process: each its socket, the table of its ring neighbours, its reports.
+class Ring {
+ public:
+  Ring(int size, HeartbeatOptions options) : options_(options), start_(Clock::now()) {
+    for (int r = 0; r < size; ++r) sockets_.push_back(UdpSocket::bound());
+    for (int r = 0; r < size; ++r) ports_.push_back(sockets_[r].port());
+    beats_.resize(static_cast<size_t>(size));
+    for (int r = 0; r < size; ++r) start(r, std::move(sockets_[r]));
+  }
+
+  void start(int r, UdpSocket socket) {
+    HeartbeatSetup setup;
+    setup.rank = r;
+    setup.job_id = kJob;
+    setup.socket = std::move(socket);
+    for (int p : ring_neighbours(r, static_cast<int>(ports_.size()))) {
+      setup.peers.push_back({p, "host" + std::to_string(p), {htonl(INADDR_LOOPBACK)}, ports_[p]});
+    }
+    beats_[r] = std::make_unique<Heartbeat>(
+        std::move(setup), options_,
+        [this, r](int rank, const std::string& host, double silent) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          lost_.push_back({r, rank, host, silent, seconds_since(stopped_at_)});
+        },
+        [this](const std::string& message) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          errors_.push_back(message);
+        });
+  }
+
+  // Rank r goes silent: its heartbeat ends, its port stays taken (nobody else gets it).
+  void stop(int r) {
+    beats_[r].reset();
+    stopped_at_ = Clock::now();
+  }
+  // ... and comes back on its port.
+  void restart(int r) { start(r, UdpSocket::bound(ports_[r])); }
+
+  Heartbeat& operator[](int r) { return *beats_[r]; }
+  uint16_t port(int r) const { return ports_[r]; }
+  std::vector<Lost> lost() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return lost_;
+  }
+  std::vector<std::string> errors() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return errors_;
+  }
+  static double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  }
+
+ private:
+  HeartbeatOptions options_;
+  Clock::time_point start_, stopped_at_;
+  std::vector<UdpSocket> sockets_;
+  std::vector<uint16_t> ports_;
+  std::vector<std::unique_ptr<Heartbeat>> beats_;
+  std::mutex mutex_;
+  std::vector<Lost> lost_;
+  std::vector<std::string> errors_;
+};
+
+void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
+
+TEST(Heartbeat, RingNeighbours) {
+  EXPECT_EQ(ring_neighbours(0, 1), std::vector<int>{});
+  EXPECT_EQ(ring_neighbours(0, 2), std::vector<int>{1});
+  EXPECT_EQ(ring_neighbours(1, 2), std::vector<int>{0});
+  EXPECT_EQ(ring_neighbours(0, 3), (std::vector<int>{2, 1}));
+  EXPECT_EQ(ring_neighbours(4, 5), (std::vector<int>{3, 0}));
+}
+
+TEST(Heartbeat, LocalAddressesLeaveOutLoopback) {
+  for (uint32_t a : local_ipv4_addresses()) EXPECT_NE(ntohl(a) >> 24, 127u);
+}
+
+TEST(Heartbeat, LiveRanksHearEachOtherAndNeverFire) {
+  const HeartbeatOptions options{0.1, 3};
+  Ring ring(3, options);
+  sleep_s(4 * options.interval_s * options.misses);
+  for (int r = 0; r < 3; ++r) {
+    for (int p : ring_neighbours(r, 3)) {
+      // About 12 beats in 1.2 s; loopback loses none, the count allows for a slow CI machine.
+      EXPECT_GE(ring[r].received_from(p), 5u) << "rank " << r << " from " << p;
+    }
+    EXPECT_EQ(ring[r].ignored(), 0u);
+  }
+  EXPECT_TRUE(ring.lost().empty());
+  EXPECT_TRUE(ring.errors().empty());
+}
+
+TEST(Heartbeat, ASilentRankIsReportedOnceByEachNeighbourWithinTheBound) {
+  const HeartbeatOptions options{0.1, 4};
+  Ring ring(3, options);
+  sleep_s(0.3);
+  ring.stop(1);
+  sleep_s(2 * options.interval_s * options.misses + 0.3);
+  const std::vector<Lost> lost = ring.lost();
+  ASSERT_EQ(lost.size(), 2u);  // ranks 0 and 2; each once, though time went on
+  for (const Lost& l : lost) {
+    EXPECT_TRUE(l.observer == 0 || l.observer == 2) << l.observer;
+    EXPECT_EQ(l.rank, 1);
+    EXPECT_EQ(l.host, "host1");
+    // Silent from its last beat (up to one interval before the stop) to the report.
+    EXPECT_GE(l.silent_s, 0.4);
+    EXPECT_LT(l.silent_s, 0.4 + 0.3);  // the slack: a poll's wake-up and a loaded machine
+  }
+  EXPECT_TRUE(ring.errors().empty());
+}
+
+TEST(Heartbeat, TwoRanksWatchOneAnother) {
+  Ring ring(2, {0.1, 3});
+  sleep_s(0.3);
+  ring.stop(0);
+  sleep_s(0.8);
+  const std::vector<Lost> lost = ring.lost();
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].observer, 1);
+  EXPECT_EQ(lost[0].rank, 0);
+  EXPECT_EQ(lost[0].host, "host0");
+}
+
+TEST(Heartbeat, APauseShorterThanTheBoundDoesNotFire) {
+  const HeartbeatOptions options{0.1, 5};  // bound 0.5 s
+  Ring ring(3, options);
+  sleep_s(0.3);
+  for (int i = 0; i < 3; ++i) {
+    ring.stop(1);
+    sleep_s(0.25);
+    ring.restart(1);
+    sleep_s(0.3);
+  }
+  sleep_s(0.3);
+  EXPECT_TRUE(ring.lost().empty());
+  EXPECT_GT(ring[0].received_from(1), 0u);
+  EXPECT_GT(ring[1].received_from(2), 0u);
+}
+
+// Another job's rank 1 (a stale port reused, a second job on the nodes) beats at rank 0:
+// ignored, so the real rank 1, silent, is reported all the same.
+TEST(Heartbeat, AnotherJobsDatagramsAreIgnored) {
+  const HeartbeatOptions options{0.1, 3};
+  std::vector<Lost> lost;
+  std::mutex mutex;
+  UdpSocket stranger = UdpSocket::bound();
+  UdpSocket mine = UdpSocket::bound();
+  const uint16_t port = mine.port();
+  HeartbeatSetup setup;
+  setup.rank = 0;
+  setup.job_id = kJob;
+  setup.socket = std::move(mine);
+  setup.peers.push_back({1, "host1", {htonl(INADDR_LOOPBACK)}, stranger.port()});
+  Heartbeat beat(
+      std::move(setup), options,
+      [&](int rank, const std::string& host, double silent) {
+        std::lock_guard<std::mutex> lock(mutex);
+        lost.push_back({0, rank, host, silent, 0});
+      },
+      nullptr);
+  // The datagram layout of comm/heartbeat.cc, little-endian: magic, job, from, to, sequence.
+  auto datagram = [](uint32_t magic, uint64_t job, uint32_t from, uint32_t to) {
+    const uint64_t fields[5] = {magic, job, from, to, 7};
+    const int bytes[5] = {4, 8, 4, 4, 8};
+    std::vector<unsigned char> d;
+    for (int f = 0; f < 5; ++f) {
+      for (int i = 0; i < bytes[f]; ++i)
+        d.push_back(static_cast<unsigned char>(fields[f] >> (8 * i)));
+    }
+    return d;
+  };
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons(port);
+  const std::vector<std::vector<unsigned char>> foreign = {
+      datagram(0x41584842, kJob + 1, 1, 0),  // another job
+      datagram(0x41584843, kJob, 1, 0),      // another program
+      datagram(0x41584842, kJob, 1, 5),      // for another rank
+      datagram(0x41584842, kJob, 3, 0),      // from a rank rank 0 does not watch
+      std::vector<unsigned char>(5, 0),      // too short
+  };
+  const auto start = Clock::now();
+  while (Ring::seconds_since(start) < 0.8) {
+    for (const auto& d : foreign) {
+      ASSERT_EQ(sendto(stranger.fd(), d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                       sizeof to),
+                static_cast<ssize_t>(d.size()))
+          << std::strerror(errno);
+    }
+    sleep_s(0.05);
+  }
+  EXPECT_EQ(beat.received_from(1), 0u);
+  EXPECT_GE(beat.ignored(), 5u * 10);
+  std::lock_guard<std::mutex> lock(mutex);
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].rank, 1);
+
+  // The same sender with this job's datagram is heard: the test's layout is the real one.
+  const auto real = datagram(0x41584842, kJob, 1, 0);
+  ASSERT_EQ(sendto(stranger.fd(), real.data(), real.size(), 0,
+                   reinterpret_cast<const sockaddr*>(&to), sizeof to),
+            static_cast<ssize_t>(real.size()));
+  for (int i = 0; i < 100 && beat.received_from(1) == 0; ++i) sleep_s(0.01);
+  EXPECT_EQ(beat.received_from(1), 1u);
+}
+
+TEST(Heartbeat, DestructionIsPrompt) {
+  Ring ring(2, {10, 4});  // the thread sleeps in poll for seconds
+  sleep_s(0.1);
+  const auto start = Clock::now();
+  ring.stop(0);
+  EXPECT_LT(Ring::seconds_since(start), 0.5);
+}
+
+TEST(Heartbeat, ABusyPortSaysWhichCallFailed) {
+  UdpSocket taken = UdpSocket::bound();
+  try {
+    UdpSocket::bound(taken.port());
+    FAIL() << "bound a taken port";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("socket call bind("), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Address already in use"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace alexnet::comm
