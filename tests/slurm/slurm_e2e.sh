@@ -102,11 +102,15 @@ assert steps == [2, 4, 6, 8, 10, 12], steps
 PY
 echo "run: job $id completed, 12 steps on 2 ranks under srun"
 
-# The same through mpirun inside the allocation (it takes its slots from Slurm).
-id=$(ALEXNET_LAUNCHER=mpirun submit mpirun --train.max_steps 4 --run.dir "$WORK/mpirun")
+# The same through mpirun inside the allocation (it takes its slots from Slurm), with the
+# out-of-band keepalive, one setting of it replaced by the user's (ALEXNET_MPIRUN_ARGS).
+id=$(ALEXNET_LAUNCHER=mpirun ALEXNET_MPIRUN_ARGS="--mca oob_tcp_keepalive_probes 4" \
+  submit mpirun --train.max_steps 4 --run.dir "$WORK/mpirun")
 wait_job "$id" 300
 want_completed "$id" "$WORK/mpirun.out"
-grep -q "running: mpirun " "$WORK/mpirun.out" || fail_with_log "not mpirun" "$WORK/mpirun.out"
+want="running: mpirun --bind-to none --mca oob_tcp_keepalive_time 5"
+want+=" --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 4 [^ ]*/alexnet-train "
+grep -q -- "$want" "$WORK/mpirun.out" || fail_with_log "not '$want'" "$WORK/mpirun.out"
 grep -q "2 rank(s) x batch 32" "$WORK/mpirun.out" \
   || fail_with_log "mpirun: not 2 ranks" "$WORK/mpirun.out"
 [ -f "$WORK/mpirun/checkpoints/step-000000004.h5" ] || fail "mpirun: no checkpoint at step 4"
