@@ -126,6 +126,12 @@ po::options_description table(TrainOptions& o) {
      "gradient values on the wire: fp32 | bf16 | fp16 (sums stay fp32)")
     ("comm.timeout_s", with_default(&o.comm_timeout_s),
      "end the job when no step or evaluation batch completes for this long (0: never)")
+    ("comm.heartbeat_s", with_default(&o.comm_heartbeat_s),
+     "seconds between UDP heartbeats to the neighbour ranks, which end the job when one stays "
+     "silent for heartbeat_s x heartbeat_misses (a lost node; 0: off)")
+    ("comm.heartbeat_misses",
+     po::value(&o.comm_heartbeat_misses)->default_value(o.comm_heartbeat_misses),
+     "heartbeats missed in a row before a rank counts as lost")
     ("checkpoint.every_steps",
      po::value(&o.checkpoint_every_steps)->default_value(o.checkpoint_every_steps),
      "checkpoint every N steps (0: off)")
@@ -211,6 +217,8 @@ void check_values(const TrainOptions& o) {
   require_in_range("run.threads", o.threads, 0, kMaxThreads);
   require_finite_in_range("comm.bucket_mb", o.bucket_mb, 0, 65536, true, false);
   require_finite_in_range("comm.timeout_s", o.comm_timeout_s, 0, 1e9);
+  require_finite_in_range("comm.heartbeat_s", o.comm_heartbeat_s, 0, 3600);
+  require_in_range("comm.heartbeat_misses", o.comm_heartbeat_misses, 1, 1000000);
   require_in_range("checkpoint.every_steps", o.checkpoint_every_steps, 0, kBig);
   require_finite_in_range("checkpoint.every_minutes", o.checkpoint_every_minutes, 0, 1e9);
   require_in_range("checkpoint.keep", o.checkpoint_keep, 0, 1000000);
@@ -390,7 +398,8 @@ std::string config_text(const TrainOptions& o) {
     << "\nplateau_patience = " << o.plateau_patience << "\n"
     << "[run]\ndir = " << o.run_dir << "\nthreads = " << o.threads << "\n"
     << "[comm]\nbucket_mb = " << o.bucket_mb << "\noverlap = " << o.overlap << "\nwire = " << o.wire
-    << "\ntimeout_s = " << o.comm_timeout_s << "\n"
+    << "\ntimeout_s = " << o.comm_timeout_s << "\nheartbeat_s = " << o.comm_heartbeat_s
+    << "\nheartbeat_misses = " << o.comm_heartbeat_misses << "\n"
     << "[checkpoint]\nevery_steps = " << o.checkpoint_every_steps
     << "\nevery_minutes = " << o.checkpoint_every_minutes << "\nkeep = " << o.checkpoint_keep
     << "\n"

@@ -50,6 +50,8 @@ struct TrainOptions {
   bool overlap = true;
   std::string wire = "fp32";
   double comm_timeout_s = 600;
+  double comm_heartbeat_s = 2;  // UDP heartbeats to the ring neighbours (comm/heartbeat.h)
+  int comm_heartbeat_misses = 4;
   // Checkpoints and resume.
   int64_t checkpoint_every_steps = 0;
   double checkpoint_every_minutes = 30;

@@ -75,6 +75,8 @@ TEST(TrainOptions, HelpPrintsDefaultsAsWritten) {
   EXPECT_NE(help.find("--optim.weight_decay arg (=5e-4)"), std::string::npos) << help;
   EXPECT_NE(help.find("--optim.beta2 arg (=0.999)"), std::string::npos) << help;
   EXPECT_NE(help.find("--comm.timeout_s arg (=600)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--comm.heartbeat_s arg (=2)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--comm.heartbeat_misses arg (=4)"), std::string::npos) << help;
   EXPECT_EQ(help.find("0000000"), std::string::npos) << help;
 }
 
@@ -102,6 +104,10 @@ TEST(TrainOptions, NonFiniteAndOutOfRangeValuesNameTheOption) {
   EXPECT_NE(refusal({"--train.label_smoothing", "1"}).find("train.label_smoothing"),
             std::string::npos);
   EXPECT_NE(refusal({"--comm.timeout_s", "inf"}).find("comm.timeout_s"), std::string::npos);
+  EXPECT_NE(refusal({"--comm.heartbeat_s", "-1"}).find("comm.heartbeat_s -1"), std::string::npos);
+  EXPECT_NE(refusal({"--comm.heartbeat_s", "nan"}).find("comm.heartbeat_s"), std::string::npos);
+  EXPECT_NE(refusal({"--comm.heartbeat_misses", "0"}).find("comm.heartbeat_misses 0"),
+            std::string::npos);
   EXPECT_NE(refusal({"--train.batch_size", "0"}).find("train.batch_size 0"), std::string::npos);
   EXPECT_NE(refusal({"--train.batch_size", "99999999999"}).find("train.batch_size"),
             std::string::npos);
