@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +142,23 @@ int compute_threads(const TrainOptions& o, const comm::Communicator& comm) {
   return std::max(1, cores / std::max(1, comm.local_size()));
 }
 
+// Ends the job from a thread other than the main one (which may be blocked in MPI behind the
+// lost peer): MPI_Abort on a thread of its own, and if that has not ended this process
+// `grace_s` later (mpirun cannot reach a lost node's daemon), `last_line` and _exit(status).
+// Only the first call does anything.
+void end_job_from_thread(comm::Communicator& comm, int status, std::string last_line,
+                         double grace_s) {
+  static std::atomic<bool> ending{false};
+  if (ending.exchange(true)) return;
+  std::thread([&comm, status] { comm.abort(status); }).detach();
+  std::thread([status, line = std::move(last_line), grace_s] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
+    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+    _exit(status);
+  }).detach();
+}
+
 }  // namespace
 
 ModelSpec model_for(const TrainOptions& o, const io::Dataset& data) {
@@ -166,6 +184,7 @@ int TrainJob::run() {
   open_data();
   make_state();
   open_run_dir();
+  start_heartbeat();
   resume_or_initialize();
   state_->to_devices();
   say_what_runs();
@@ -269,6 +288,40 @@ void TrainJob::open_run_dir() {
   if (!gpus_.devices.empty()) {
     log_->say(comm::describe_gpu_assignment(gpus_, std::getenv("CUDA_VISIBLE_DEVICES")));
   }
+}
+
+// Every rank, collectively: UDP heartbeats to the ring neighbours on a thread of their own
+// (comm/heartbeat.h). A neighbour silent for heartbeat_s x misses is a lost node, or one behind a
+// cut link: MPI would wait for it up to comm.timeout_s (or forever), so the job ends now, with
+// status 5 and a line naming the rank and host.
+void TrainJob::start_heartbeat() {
+  const int rank = comm_.rank();
+  const comm::HeartbeatOptions options{o_.comm_heartbeat_s, o_.comm_heartbeat_misses};
+  const std::string who = "alexnet-train: rank " + std::to_string(rank) + ": ";
+  comm::Communicator& comm = comm_;
+  heartbeat_ = comm::start_heartbeat(
+      comm_, options,
+      [&comm, who, options](int peer, const std::string& host, double silent) {
+        char line[512];
+        std::snprintf(line, sizeof line,
+                      "%srank %d on host %s sent no heartbeat for %.1f s (comm.heartbeat_s %g x "
+                      "%d): that node is down or unreachable; ending the job",
+                      who.c_str(), peer, host.c_str(), silent, options.interval_s, options.misses);
+        std::fprintf(stderr, "%s\n", line);
+        std::fflush(stderr);
+        end_job_from_thread(
+            comm, kExitPeerLost,
+            who + "lost host " + host + "; exiting with status " + std::to_string(kExitPeerLost),
+            3);
+      },
+      [&comm, who](const std::string& message) {
+        // The peers would take this rank's silence for a lost node: say what it is, and end.
+        std::fprintf(stderr, "%serror: heartbeat stopped: %s; ending the job\n", who.c_str(),
+                     message.c_str());
+        std::fflush(stderr);
+        end_job_from_thread(comm, io::kExitFailure,
+                            who + "exiting with status " + std::to_string(io::kExitFailure), 3);
+      });
 }
 
 // Rank 0 initializes the weights or loads the checkpoint; the broadcast gives every rank the

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "comm/gpu_assignment.h"
+#include "comm/heartbeat.h"
 #include "comm/mpi_communicator.h"
 #include "comm/watchdog.h"
 #include "io/dataset.h"
@@ -54,6 +55,7 @@ class TrainJob {
   void open_data();
   void make_state();
   void open_run_dir();
+  void start_heartbeat();
   void resume_or_initialize();
   void say_what_runs();
   StepSetup step_setup() const;
@@ -79,6 +81,7 @@ class TrainJob {
   comm::GpuAssignment gpus_;  // backend cuda
   std::unique_ptr<TrainState> state_;
   std::unique_ptr<RunLog> log_;
+  std::unique_ptr<comm::Heartbeat> heartbeat_;  // null on one rank or comm.heartbeat_s 0
   std::unique_ptr<comm::Watchdog> watchdog_;
   std::unique_ptr<Step> step_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0;

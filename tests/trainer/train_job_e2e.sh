@@ -6,7 +6,10 @@
 #   damaged   a damaged checkpoint is refused by path; --resume latest falls back to a good one
 #   signal    SIGTERM to the ranks and SIGUSR1 to mpirun: checkpoint, exit 3, resumable
 #   dead      a rank killed with SIGKILL ends the job non-zero within 30 s
-#   hang      a rank that stops answering (SIGSTOP) ends the job through the watchdog
+#   hang      a rank that stops answering (SIGSTOP) ends the job through the watchdog (the
+#             heartbeat off)
+#   lost      a rank whose heartbeat stops (SIGSTOP: as a lost node) ends the job with status 5
+#             within comm.heartbeat_s x misses, a line naming the rank and its host
 #   mismatch  ranks with different configurations are refused (exit 2, one message)
 #   logs      metrics.jsonl fields; TensorBoard itself reads the event file; the Chrome trace
 #   disk      a full disk while checkpointing: clear error, the previous checkpoint intact
@@ -87,11 +90,14 @@ case_damaged() {
   grep -q "resumed from .*step-000000006.h5" "$WORK/fallback.txt" || fail "did not fall back to step 6"
 }
 
-# Starts a long 2-rank job in the background; waits for its first progress line.
+# Starts a long 2-rank job in the background (options after DIR added); waits for its first
+# progress line.
 start_long_job() {
   local dir=$1
+  shift
   # mpirun itself in the background (not a function's subshell): $! is mpirun's pid.
-  mpirun -np 2 "${TRAIN[@]}" --train.epochs 50 --run.dir "$dir" --comm.timeout_s 8 > "$dir.txt" 2>&1 &
+  mpirun -np 2 "${TRAIN[@]}" --train.epochs 50 --run.dir "$dir" --comm.timeout_s 8 "$@" \
+    > "$dir.txt" 2>&1 &
   JOB_PID=$!
   trap 'kill -KILL $JOB_PID 2>/dev/null || true' EXIT  # never leave a job behind a failed case
   for _ in $(seq 1 600); do
@@ -142,7 +148,7 @@ case_dead() {
 }
 
 case_hang() {
-  start_long_job "$WORK/hang"
+  start_long_job "$WORK/hang" --comm.heartbeat_s 0  # the watchdog's case: the heartbeat off
   local stopped
   stopped=$(rank_pids "$WORK/hang" | tail -1)
   kill -STOP "$stopped"  # alive but silent, as behind a cut link
@@ -152,6 +158,21 @@ case_hang() {
   [ $JOB_SECONDS -le 40 ] || fail "job took $JOB_SECONDS s to end (watchdog at 8 s)"
   grep -q "no progress for" "$WORK/hang.txt" || fail_with_log "no watchdog message" "$WORK/hang.txt"
   echo "silent rank: job ended with status $JOB_RC after $JOB_SECONDS s"
+}
+
+case_lost() {
+  # The watchdog (8 s) far behind the heartbeat (2 s).
+  start_long_job "$WORK/lost" --comm.heartbeat_s 0.5 --comm.heartbeat_misses 4
+  local stopped
+  stopped=$(rank_pids "$WORK/lost" | tail -1)
+  kill -STOP "$stopped"  # its heartbeat thread stops too, as on a node that went down
+  wait_job
+  kill -KILL "$stopped" 2>/dev/null || true
+  [ $JOB_RC -eq 5 ] || fail_with_log "lost rank: exit $JOB_RC, want 5" "$WORK/lost.txt"
+  [ $JOB_SECONDS -le 15 ] || fail "job took $JOB_SECONDS s to end (heartbeat bound 2 s)"
+  grep -q "rank 0: rank 1 on host $(hostname) sent no heartbeat for 2\.[0-9] s (comm.heartbeat_s 0.5 x 4)" \
+    "$WORK/lost.txt" || fail_with_log "no heartbeat message" "$WORK/lost.txt"
+  echo "lost rank: job ended with status $JOB_RC after $JOB_SECONDS s"
 }
 
 case_mismatch() {
