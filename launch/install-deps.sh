@@ -28,6 +28,7 @@ packages=(
   slurmd                                # Slurm node daemon (and its plugins, PMIx for srun --mpi=pmix)
   slurm-client                          # sbatch, srun, squeue, scontrol (launch/alexnet.sbatch)
   munge                                 # Slurm's authentication (the tests' cluster runs its own munged)
+  iproute2                              # ip netns, tc: tests/faults/ emulates hosts and cuts their links
 )
 
 missing=()
