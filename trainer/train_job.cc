@@ -143,20 +143,37 @@ int compute_threads(const TrainOptions& o, const comm::Communicator& comm) {
 }
 
 // Ends the job from a thread other than the main one (which may be blocked in MPI behind the
-// lost peer): MPI_Abort on a thread of its own, and if that has not ended this process
-// `grace_s` later (mpirun cannot reach a lost node's daemon), `last_line` and _exit(status).
-// Only the first call does anything.
+// lost peer): MPI_Abort on a thread of its own after `abort_delay_s`, and if that has not ended
+// this process `exit_grace_s` later (mpirun cannot reach a lost node's daemon), `last_line` and
+// _exit(status). Only the first call does anything.
 void end_job_from_thread(comm::Communicator& comm, int status, std::string last_line,
-                         double grace_s) {
+                         double abort_delay_s, double exit_grace_s) {
   static std::atomic<bool> ending{false};
   if (ending.exchange(true)) return;
-  std::thread([&comm, status] { comm.abort(status); }).detach();
-  std::thread([status, line = std::move(last_line), grace_s] {
-    std::this_thread::sleep_for(std::chrono::duration<double>(grace_s));
+  std::thread([&comm, status, abort_delay_s] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(abort_delay_s));
+    comm.abort(status);
+  }).detach();
+  std::thread([status, line = std::move(last_line), wait = abort_delay_s + exit_grace_s] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
     _exit(status);
   }).detach();
+}
+
+// A peer lost on another host: the launcher's time to end the job before this rank aborts it.
+// Longer than the out-of-band keepalive the launchers set (launch/alexnet-mpirun: 5 s idle, then
+// 3 probes 2 s apart), so that mpirun notices the lost daemon and ends the job itself. An earlier
+// MPI_Abort makes mpirun send to that daemon, and a TCP connection with unacknowledged data gets
+// no keepalive probes, only retransmissions for ~15 minutes: mpirun would hang (measured on
+// emulated hosts: still running 60 s after a cut link, against 7-10 s with this wait).
+constexpr double kLauncherGraceSeconds = 15;
+
+std::string this_host() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return host;
 }
 
 }  // namespace
@@ -301,18 +318,22 @@ void TrainJob::start_heartbeat() {
   comm::Communicator& comm = comm_;
   heartbeat_ = comm::start_heartbeat(
       comm_, options,
-      [&comm, who, options](int peer, const std::string& host, double silent) {
+      [&comm, who, options, self = this_host()](int peer, const std::string& host, double silent) {
+        // A peer on this host leaves its daemon reachable: abort at once; on another host, let
+        // the launcher end the job first (kLauncherGraceSeconds).
+        const double delay = host == self ? 0 : kLauncherGraceSeconds;
         char line[512];
         std::snprintf(line, sizeof line,
                       "%srank %d on host %s sent no heartbeat for %.1f s (comm.heartbeat_s %g x "
-                      "%d): that node is down or unreachable; ending the job",
-                      who.c_str(), peer, host.c_str(), silent, options.interval_s, options.misses);
+                      "%d): that node is down or unreachable; ending the job%s",
+                      who.c_str(), peer, host.c_str(), silent, options.interval_s, options.misses,
+                      delay > 0 ? " (the launcher first, for 15 s)" : "");
         std::fprintf(stderr, "%s\n", line);
         std::fflush(stderr);
         end_job_from_thread(
             comm, kExitPeerLost,
             who + "lost host " + host + "; exiting with status " + std::to_string(kExitPeerLost),
-            3);
+            delay, 3);
       },
       [&comm, who](const std::string& message) {
         // The peers would take this rank's silence for a lost node: say what it is, and end.
@@ -320,7 +341,7 @@ void TrainJob::start_heartbeat() {
                      message.c_str());
         std::fflush(stderr);
         end_job_from_thread(comm, io::kExitFailure,
-                            who + "exiting with status " + std::to_string(io::kExitFailure), 3);
+                            who + "exiting with status " + std::to_string(io::kExitFailure), 0, 3);
       });
 }
 
