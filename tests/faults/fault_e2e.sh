@@ -54,14 +54,16 @@ KEEPALIVE_MCA=(--mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2
   --mca oob_tcp_keepalive_probes 3)
 
 JOB_PID=""
+# kill_job PID: the job under timeout PID (mpirun, its child), then timeout itself.
+kill_job() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2> /dev/null); do kill -9 "$child" 2> /dev/null || true; done
+  kill -9 "$1" 2> /dev/null || true
+}
 # Whatever a case started goes, by PID: the job (timeout, mpirun under it) and everything that
 # still runs on the emulated hosts; the links come back up unshaped for the next case.
 cleanup() {
-  if [ -n "$JOB_PID" ]; then
-    local child
-    for child in $(ps -o pid= --ppid "$JOB_PID" 2> /dev/null); do kill -9 "$child" 2> /dev/null || true; done
-    kill -9 "$JOB_PID" 2> /dev/null || true
-  fi
+  [ -z "$JOB_PID" ] || kill_job "$JOB_PID"
   local h
   for h in fault1 fault2 fault3; do
     ip netns pids "$h" 2> /dev/null | xargs -r kill -9 2> /dev/null || true
@@ -113,13 +115,20 @@ mark_fault() {
   FAULT_OFFSET=$(stat -c %s "$1")
 }
 
-# wait_job: the job's status (JOB_RC) and the seconds from the fault to its end (ENDED_AFTER).
+# wait_job [LIMIT_S]: the job's status (JOB_RC) and the seconds from the fault to its end
+# (ENDED_AFTER); a job still running LIMIT_S after the fault is killed (status 137), so that a
+# case that must end in 30 s does not wait out the whole hard bound.
 wait_job() {
+  local limit=${1:-$JOB_LIMIT_S} killer
+  (sleep "$limit" && kill_job "$JOB_PID") > /dev/null 2>&1 &
+  killer=$!
   set +e
   wait "$JOB_PID"
   JOB_RC=$?
   set -e
   ENDED_AFTER=$(awk -v a="$FAULT_AT" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  kill_job "$killer"  # the sleep under it, then the subshell
+  wait "$killer" 2> /dev/null || true  # (without bash's "Killed" line)
   JOB_PID=""
 }
 
@@ -178,7 +187,7 @@ lose_second_host() {
   else
     ip netns pids fault2 | xargs -r kill -9
   fi
-  wait_job
+  wait_job $((END_BOUND_S + 15))
   expect_lost "$log" fault2 1
   cleanup  # what still runs cut off on fault2, and its link back
   resume_on fault1 "$WORK/run" "$WORK/resume.txt"
@@ -243,7 +252,7 @@ case_checkpoint() {
   kill -9 "$writer"
   mark_fault "$log"
   ip link set fltv1 down
-  wait_job
+  wait_job $((END_BOUND_S + 15))
   expect_lost "$log" fault1 0
   local left
   left=$(find "$ck" -maxdepth 1 -name "*.tmp-$writer" -printf '%f ')
@@ -259,7 +268,7 @@ case_cut3() {
   wait_for "$log" "^epoch 0 step 5/"
   mark_fault "$log"
   ip link set fltv2 down
-  wait_job
+  wait_job $((END_BOUND_S + 15))
   expect_lost "$log" fault2 1
 }
 
