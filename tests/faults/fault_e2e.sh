@@ -176,7 +176,7 @@ expect_finished() {
 }
 
 # A host lost after the first checkpoint (step 10): cut (its link down) or killhost (every process
-# on it killed); the job ends, fault1 alone resumes. Seen with killhost (about 1 run in 6): where
+# on it killed); the job ends, fault1 alone resumes. Seen with killhost (2 runs in 6): where
 # fault2's daemon dies before it reports its rank's death, mpirun ends the job in 2 s with only
 # "ORTE was unable to reliably start one or more daemons", naming no host: the case fails then.
 lose_second_host() {
