@@ -130,18 +130,19 @@ UdpSocket& UdpSocket::operator=(UdpSocket&& other) noexcept {
 }
 
 Heartbeat::Heartbeat(HeartbeatSetup setup, HeartbeatOptions options, OnPeerLost on_lost,
-                     OnHeartbeatError on_error)
+                     OnHeartbeatError on_error, OnPeerNeverHeard on_never_heard)
     : setup_(std::move(setup)),
       options_(options),
       on_lost_(std::move(on_lost)),
       on_error_(std::move(on_error)),
+      on_never_heard_(std::move(on_never_heard)),
       state_(setup_.peers.size()) {
   if (!(options_.interval_s > 0) || options_.misses < 1) {
     throw std::invalid_argument("heartbeat: interval_s must be > 0 and misses >= 1");
   }
   ALEXNET_SOCKET_CHECK(pipe2(wake_, O_NONBLOCK | O_CLOEXEC), "making the heartbeat's wake pipe");
-  const int64_t start = now_ns();
-  for (PeerState& s : state_) s.last_heard_ns.store(start);
+  start_ns_ = now_ns();
+  for (PeerState& s : state_) s.last_heard_ns.store(start_ns_);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -237,6 +238,19 @@ void Heartbeat::loop() {
       for (size_t i = 0; i < state_.size(); ++i) {
         PeerState& s = state_[i];
         if (s.reported) continue;
+        if (s.received.load() == 0) {  // not watched until heard once
+          const auto never_ns = static_cast<int64_t>(never_heard_s() * 1e9);
+          if (!s.warned && now - start_ns_ >= never_ns) {
+            s.warned = true;
+            const HeartbeatPeer& peer = setup_.peers[i];
+            if (on_never_heard_) {
+              on_never_heard_(peer.rank, peer.host, static_cast<double>(now - start_ns_) * 1e-9);
+            }
+          }
+          // Wake for the warning; a first datagram wakes the poll anyway.
+          if (!s.warned) wake_at = std::min(wake_at, start_ns_ + never_ns);
+          continue;
+        }
         const int64_t silent = now - s.last_heard_ns.load();
         if (silent >= bound_ns) {
           s.reported = true;
@@ -287,7 +301,8 @@ std::vector<uint32_t> local_ipv4_addresses() {
 }
 
 std::unique_ptr<Heartbeat> start_heartbeat(Communicator& comm, const HeartbeatOptions& options,
-                                           OnPeerLost on_lost, OnHeartbeatError on_error) {
+                                           OnPeerLost on_lost, OnHeartbeatError on_error,
+                                           OnPeerNeverHeard on_never_heard) {
   if (comm.size() < 2 || !(options.interval_s > 0)) return nullptr;
   // One job's id on every rank: another job's datagrams (a stale port reused) do not count.
   uint64_t job_id = 0;
@@ -330,7 +345,7 @@ std::unique_ptr<Heartbeat> start_heartbeat(Communicator& comm, const HeartbeatOp
     setup.peers.push_back(std::move(peer));
   }
   return std::make_unique<Heartbeat>(std::move(setup), options, std::move(on_lost),
-                                     std::move(on_error));
+                                     std::move(on_error), std::move(on_never_heard));
 }
 
 }  // namespace alexnet::comm

@@ -9,6 +9,7 @@
 // MPI); `start_heartbeat` builds that struct through the communicator's all_gather.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -24,6 +25,9 @@ namespace alexnet::comm {
 struct HeartbeatOptions {
   double interval_s = 2;  // <= 0: no heartbeat
   int misses = 4;         // a peer silent for interval_s x misses is lost
+  // A peer never heard this long from the start is reported as such (on_never_heard); 0: 4
+  // bounds, 10 s at least (a slow start of the peer's process is not a firewall).
+  double never_heard_s = 0;
 };
 
 // A bound, non-blocking IPv4 UDP socket (closed on destruction).
@@ -61,14 +65,20 @@ struct HeartbeatSetup {
 
 // Called once per lost peer, on the heartbeat's thread.
 using OnPeerLost = std::function<void(int rank, const std::string& host, double seconds_silent)>;
+// A monitored peer from which no datagram has arrived since the start, `seconds` on: UDP is
+// likely blocked between the hosts (a firewall), so the heartbeat cannot watch that peer (a
+// peer counts as lost only once it has been heard); called once, on the heartbeat's thread.
+using OnPeerNeverHeard = std::function<void(int rank, const std::string& host, double seconds)>;
 // A socket call failed on the heartbeat's thread (the heartbeat has stopped), with its message.
 using OnHeartbeatError = std::function<void(const std::string& message)>;
 
 class Heartbeat {
  public:
   // Starts the thread. Every peer counts as heard from now.
+  // A peer is watched from its first datagram on: one never heard is not "lost" (a blocked
+  // port would end every job), it is reported through on_never_heard after never_heard_s().
   Heartbeat(HeartbeatSetup setup, HeartbeatOptions options, OnPeerLost on_lost,
-            OnHeartbeatError on_error);
+            OnHeartbeatError on_error, OnPeerNeverHeard on_never_heard = {});
   // Stops the thread (a self-pipe wakes it), without a last datagram: to the peers this rank
   // then goes silent, as a crashed one would.
   ~Heartbeat();
@@ -81,12 +91,16 @@ class Heartbeat {
   // not monitored.
   uint64_t ignored() const { return ignored_.load(); }
   double bound_s() const { return options_.interval_s * options_.misses; }
+  double never_heard_s() const {
+    return options_.never_heard_s > 0 ? options_.never_heard_s : std::max(10.0, 4 * bound_s());
+  }
 
  private:
   struct PeerState {
     std::atomic<int64_t> last_heard_ns{0};
     std::atomic<uint64_t> received{0};
     bool reported = false;  // the thread's alone
+    bool warned = false;    // never heard: on_never_heard called (the thread's alone)
   };
   void loop();
   void send_all(uint64_t sequence);
@@ -96,6 +110,8 @@ class Heartbeat {
   const HeartbeatOptions options_;
   OnPeerLost on_lost_;
   OnHeartbeatError on_error_;
+  OnPeerNeverHeard on_never_heard_;
+  int64_t start_ns_ = 0;
   std::vector<PeerState> state_;  // parallel to setup_.peers
   std::atomic<uint64_t> ignored_{0};
   int wake_[2] = {-1, -1};  // the self-pipe: a byte on wake_[1] stops the thread
@@ -112,6 +128,7 @@ std::vector<uint32_t> local_ipv4_addresses();
 // port and addresses (all_gather), and starts a heartbeat to its ring neighbours (loopback too
 // for a neighbour on the same host). nullptr on one rank or with interval_s <= 0.
 std::unique_ptr<Heartbeat> start_heartbeat(Communicator& comm, const HeartbeatOptions& options,
-                                           OnPeerLost on_lost, OnHeartbeatError on_error);
+                                           OnPeerLost on_lost, OnHeartbeatError on_error,
+                                           OnPeerNeverHeard on_never_heard = {});
 
 }  // namespace alexnet::comm

@@ -342,6 +342,14 @@ void TrainJob::start_heartbeat() {
         std::fflush(stderr);
         end_job_from_thread(comm, io::kExitFailure,
                             who + "exiting with status " + std::to_string(io::kExitFailure), 0, 3);
+      },
+      [who](int peer, const std::string& host, double seconds) {
+        std::fprintf(stderr,
+                     "%swarning: no heartbeat ever arrived from rank %d on host %s in %.0f s: is "
+                     "UDP blocked between the hosts? That peer goes unwatched by the heartbeat "
+                     "(comm.timeout_s still applies)\n",
+                     who.c_str(), peer, host.c_str(), seconds);
+        std::fflush(stderr);
       });
 }
 

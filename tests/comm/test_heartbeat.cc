@@ -163,10 +163,13 @@ TEST(Heartbeat, APauseShorterThanTheBoundDoesNotFire) {
 }
 
 // Another job's rank 1 (a stale port reused, a second job on the nodes) beats at rank 0:
-// ignored, so the real rank 1, silent, is reported all the same.
+// ignored, so the real rank 1 counts as never heard (not as lost: a blocked port must not end the
+// job); once it has been heard, its silence is a loss.
 TEST(Heartbeat, AnotherJobsDatagramsAreIgnored) {
-  const HeartbeatOptions options{0.1, 3};
+  HeartbeatOptions options{0.1, 3};
+  options.never_heard_s = 0.5;
   std::vector<Lost> lost;
+  std::vector<int> never_heard;
   std::mutex mutex;
   UdpSocket stranger = UdpSocket::bound();
   UdpSocket mine = UdpSocket::bound();
@@ -182,7 +185,11 @@ TEST(Heartbeat, AnotherJobsDatagramsAreIgnored) {
         std::lock_guard<std::mutex> lock(mutex);
         lost.push_back({0, rank, host, silent});
       },
-      nullptr);
+      nullptr,
+      [&](int rank, const std::string&, double) {
+        std::lock_guard<std::mutex> lock(mutex);
+        never_heard.push_back(rank);
+      });
   // The datagram layout of comm/heartbeat.cc, little-endian: magic, job, from, to, sequence.
   auto datagram = [](uint32_t magic, uint64_t job, uint32_t from, uint32_t to) {
     const uint64_t fields[5] = {magic, job, from, to, 7};
@@ -217,9 +224,11 @@ TEST(Heartbeat, AnotherJobsDatagramsAreIgnored) {
   }
   EXPECT_EQ(beat.received_from(1), 0u);
   EXPECT_GE(beat.ignored(), 5u * 10);
-  std::lock_guard<std::mutex> lock(mutex);
-  ASSERT_EQ(lost.size(), 1u);
-  EXPECT_EQ(lost[0].rank, 1);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    EXPECT_TRUE(lost.empty());                    // never heard: not watched
+    EXPECT_EQ(never_heard, std::vector<int>{1});  // ... and said once
+  }
 
   // The same sender with this job's datagram is heard: the test's layout is the real one.
   const auto real = datagram(0x41584842, kJob, 1, 0);
@@ -228,6 +237,11 @@ TEST(Heartbeat, AnotherJobsDatagramsAreIgnored) {
             static_cast<ssize_t>(real.size()));
   for (int i = 0; i < 100 && beat.received_from(1) == 0; ++i) sleep_s(0.01);
   EXPECT_EQ(beat.received_from(1), 1u);
+  // Heard once, then silent: lost within the bound.
+  sleep_s(options.interval_s * options.misses + 0.3);
+  std::lock_guard<std::mutex> lock(mutex);
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].rank, 1);
 }
 
 TEST(Heartbeat, DestructionIsPrompt) {
