@@ -190,7 +190,8 @@ ModelSpec model_for(const TrainOptions& o, const io::Dataset& data) {
   }
 }
 
-TrainJob::TrainJob(const TrainOptions& o, comm::MpiCommunicator& comm) : o_(o), comm_(comm) {}
+TrainJob::TrainJob(const TrainOptions& o, comm::MpiCommunicator& comm)
+    : o_(o), comm_(comm), step_config_(step_config(o)) {}
 
 TrainJob::~TrainJob() = default;
 
@@ -210,7 +211,7 @@ int TrainJob::run() {
   step_ = make_step(*state_, comm_, step_setup());
   const CheckpointPosition& at = state_->position();
   // fp16: the scale continues where the checkpoint left it (every rank has the same position).
-  if (step_config(o_).loss_scaling && at.loss_scale > 0) {
+  if (step_config_.loss_scaling && at.loss_scale > 0) {
     step_->loss_scaler().restore(at.loss_scale, at.loss_scale_good_steps);
   }
   install_signal_handlers();
@@ -250,12 +251,10 @@ void TrainJob::open_data() {
 void TrainJob::make_state() {
   BackendOptions options = backend_options(o_);
   if (o_.backend == "cuda") {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
     // Too few GPUs for gpus-per-rank, or no CUDA in this build: the options' fault.
     try {
       gpus_ = comm::assign_gpus(comm_.rank(), comm_.size(), comm_.local_rank(), comm_.local_size(),
-                                o_.gpus_per_rank, cuda_device_count(), host);
+                                o_.gpus_per_rank, cuda_device_count(), this_host());
     } catch (const std::invalid_argument& e) {
       throw OptionError(std::string("backend cuda: ") + e.what());
     }
@@ -279,10 +278,9 @@ void TrainJob::make_state() {
                         std::to_string(o_.batch_size));
   }
   total_steps_ = total_steps(o_, steps_per_epoch_);
-  LrScheduleConfig schedule;
+  std::unique_ptr<LrSchedule> schedule;
   try {  // the run's length is known now (cosine: more steps than warm-up)
-    schedule = schedule_config(o_, steps_per_epoch_);
-    LrSchedule check(schedule);
+    schedule = std::make_unique<LrSchedule>(schedule_config(o_, steps_per_epoch_));
   } catch (const std::invalid_argument& e) {
     throw OptionError("optim.schedule " + o_.schedule + ": " + e.what());
   }
@@ -291,7 +289,7 @@ void TrainJob::make_state() {
   replica.label_smoothing = o_.label_smoothing;
   replica.dropout = o_.dropout;
   replica.optimizer = optimizer_config(o_);
-  state_ = std::make_unique<TrainState>(spec_, std::move(backends), replica, schedule);
+  state_ = std::make_unique<TrainState>(spec_, std::move(backends), replica, std::move(schedule));
 }
 
 void TrainJob::open_run_dir() {
@@ -437,7 +435,7 @@ void TrainJob::say_what_runs() {
 StepSetup TrainJob::step_setup() const {
   const io::DatasetMeta& m = train_set_->meta();
   StepSetup s;
-  s.config = step_config(o_);
+  s.config = step_config_;
   s.gpus = gpus_;
   s.comm_timeout_s = o_.comm_timeout_s;
   s.augment_on_device = augment_on_device(o_);
@@ -465,7 +463,6 @@ int TrainJob::train() {
   Profiler profiler(o_.profile_steps > 0 ? 4096 * static_cast<size_t>(o_.profile_steps) : 0);
   if (o_.profile_steps > 0) step_->set_profiler(&profiler);
   const int64_t first_step = at.step;
-  const bool loss_scaling = step_config(o_).loss_scaling;
   ProgressWindow window;
   checkpoint_clock_ = Clock::now();
   watchdog_->beat("training");
@@ -486,7 +483,7 @@ int TrainJob::train() {
     const LossResult r = step_->run(*b, key, lr);
     ++at.step;
     checkpoint_current_ = false;
-    if (loss_scaling) {  // for the next checkpoint
+    if (step_config_.loss_scaling) {  // for the next checkpoint
       at.loss_scale = step_->loss_scaler().scale();
       at.loss_scale_good_steps = step_->loss_scaler().good_steps();
     }

@@ -75,7 +75,8 @@ class TrainJob {
 
   const TrainOptions& o_;
   comm::MpiCommunicator& comm_;
-  std::string config_;  // the merged configuration text (config_text)
+  const TrainStepConfig step_config_;  // the options' (trainer/train_config.h)
+  std::string config_;                 // the merged configuration text (config_text)
   std::unique_ptr<io::Dataset> train_set_, val_set_;
   ModelSpec spec_;
   comm::GpuAssignment gpus_;  // backend cuda

@@ -33,12 +33,15 @@ std::vector<DecayRange> decay_ranges(const ModelSpec& spec) {
 }  // namespace
 
 TrainState::TrainState(const ModelSpec& spec, std::vector<std::unique_ptr<Backend>> backends,
-                       const ReplicaConfig& config, const LrScheduleConfig& schedule)
+                       const ReplicaConfig& config, std::unique_ptr<LrSchedule> schedule)
     : spec_(spec),
       backends_(std::move(backends)),
+      schedule_(std::move(schedule)),
       params_(static_cast<size_t>(spec.param_floats), 0.0f),
       buffers_(static_cast<size_t>(std::max<int64_t>(spec.buffer_floats, 1)), 0.0f) {
-  if (backends_.empty()) throw std::invalid_argument("TrainState: no backend");
+  if (backends_.empty() || !schedule_) {
+    throw std::invalid_argument("TrainState: no backend or no schedule");
+  }
   for (auto& b : backends_) {
     b->make_current();  // the model's memory and the optimizer's state on b's device
     models_.push_back(std::make_unique<Model>(spec_, *b, config.batch, config.label_smoothing));
@@ -47,7 +50,6 @@ TrainState::TrainState(const ModelSpec& spec, std::vector<std::unique_ptr<Backen
         config.optimizer, static_cast<size_t>(spec_.param_floats), decay_ranges(spec_), b.get()));
   }
   backends_[0]->make_current();
-  schedule_ = std::make_unique<LrSchedule>(schedule);
 }
 
 std::vector<Replica> TrainState::replicas() {

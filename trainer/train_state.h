@@ -33,7 +33,7 @@ class TrainState {
   // One replica per backend (backends[0] is the rank's first device; the others drive its
   // further GPUs). Parameters start at zero: initialize(), init_from() or load() fill them.
   TrainState(const ModelSpec& spec, std::vector<std::unique_ptr<Backend>> backends,
-             const ReplicaConfig& config, const LrScheduleConfig& schedule);
+             const ReplicaConfig& config, std::unique_ptr<LrSchedule> schedule);
   TrainState(const TrainState&) = delete;
   TrainState& operator=(const TrainState&) = delete;
 

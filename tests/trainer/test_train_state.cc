@@ -37,7 +37,8 @@ std::unique_ptr<TrainState> make_state(int replicas, const std::string& backend 
   sc.base_lr = 0.05;
   sc.steps_per_epoch = 10;
   sc.total_steps = 10;
-  return std::make_unique<TrainState>(tiny_spec(), std::move(backends), rc, sc);
+  return std::make_unique<TrainState>(tiny_spec(), std::move(backends), rc,
+                                      std::make_unique<LrSchedule>(sc));
 }
 
 std::vector<float> device_params(Replica r) {
