@@ -8,11 +8,18 @@
 #                   the /etc/hosts lines, including what an interrupted run left behind
 # Needs root and iproute2 (ip netns). Exit 77 (CTest's skip) without them, after saying why.
 # Deliberately apart from ../shared/recipes/multi-host (node*, mhbr0, 10.77.0.0/24): others use it.
+# Other suites get a set of their own (their own names, bridge and subnet, so that they never
+# touch each other's hosts) through EMU_HOSTS_PREFIX, _BRIDGE, _VETH (at most 10 characters) and
+# _NET (the first three octets of a /24).
 set -euo pipefail
-PREFIX=fault
-BRIDGE=faultbr0
-VETH=fltv
-NET=10.78.0
+PREFIX=${EMU_HOSTS_PREFIX:-fault}
+BRIDGE=${EMU_HOSTS_BRIDGE:-faultbr0}
+VETH=${EMU_HOSTS_VETH:-fltv}
+NET=${EMU_HOSTS_NET:-10.78.0}
+[[ $PREFIX =~ ^[a-z]+$ && ${#VETH} -le 10 && $NET =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || {
+  echo "hosts.sh: bad EMU_HOSTS_* settings (prefix '$PREFIX', veth '$VETH', net '$NET')" >&2
+  exit 2
+}
 
 skip() {
   echo "SKIP: $*"
