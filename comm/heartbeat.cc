@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/errqueue.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -36,7 +37,13 @@ namespace {
 
 constexpr uint32_t kMagic = 0x41584842;  // "AXHB"
 constexpr size_t kDatagramBytes = 28;
-constexpr int kMaxAddresses = 16;  // per rank, in the exchange
+constexpr int kMaxAddresses = 16;            // per rank, in the exchange
+constexpr uint64_t kGoodbye = ~uint64_t{0};  // the sequence number of a leaving rank's last word
+// Refusals in a row that make a peer's process gone, and the re-probe interval after the first:
+// one refusal could be a port closed for a moment; three, 0.1 s apart, are a process that died.
+// (ICMP errors are rate-limited per host, 1 a second after a burst of 6: three fit the burst.)
+constexpr int kRefusalsToLose = 3;
+constexpr int64_t kReprobeNs = 100'000'000;
 
 struct Datagram {
   uint32_t magic = kMagic;
@@ -103,6 +110,11 @@ UdpSocket UdpSocket::bound(uint16_t port) {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_ANY);
   addr.sin_port = htons(port);
+  // ICMP errors of our sends (a peer's port unreachable) into the socket's error queue, with
+  // the destination they came for: how a dead peer process on a live host is seen at once.
+  const int on = 1;
+  ALEXNET_SOCKET_CHECK(setsockopt(s.fd_, IPPROTO_IP, IP_RECVERR, &on, sizeof on),
+                       "asking for ICMP errors on the heartbeat's UDP socket (IP_RECVERR)");
   ALEXNET_SOCKET_CHECK(bind(s.fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr),
                        "binding the heartbeat's UDP socket to port " + std::to_string(port));
   socklen_t length = sizeof addr;
@@ -147,13 +159,38 @@ Heartbeat::Heartbeat(HeartbeatSetup setup, HeartbeatOptions options, OnPeerLost 
 }
 
 Heartbeat::~Heartbeat() {
+  stop_thread();
+  close(wake_[0]);
+  close(wake_[1]);
+}
+
+void Heartbeat::stop_thread() {
+  if (!thread_.joinable()) return;
   const char byte = 1;
   // The pipe is empty and non-blocking: the write cannot fail short of a bug; the thread
   // then sees the byte at its next poll.
   if (write(wake_[1], &byte, 1) != 1) std::terminate();
   thread_.join();
-  close(wake_[0]);
-  close(wake_[1]);
+}
+
+void Heartbeat::leave() {
+  if (!thread_.joinable()) return;
+  // The thread first, so that no beat follows the goodbye (a peer would watch this rank again
+  // and take its closed port for a dead process). Twice: UDP may drop one.
+  stop_thread();
+  try {
+    send_all(kGoodbye);
+    send_all(kGoodbye);
+  } catch (const std::exception&) {
+    // Unreachable peers cannot be told; they see silence, as they would of any ended rank.
+  }
+}
+
+bool Heartbeat::left(int rank) const {
+  for (size_t i = 0; i < setup_.peers.size(); ++i) {
+    if (setup_.peers[i].rank == rank) return state_[i].left.load();
+  }
+  return false;
 }
 
 uint64_t Heartbeat::received_from(int rank) const {
@@ -164,28 +201,38 @@ uint64_t Heartbeat::received_from(int rank) const {
 }
 
 void Heartbeat::send_all(uint64_t sequence) {
+  for (size_t i = 0; i < setup_.peers.size(); ++i) send_to(i, sequence);
+}
+
+void Heartbeat::send_to(size_t index, uint64_t sequence) {
+  const HeartbeatPeer& peer = setup_.peers[index];
   Datagram d;
   d.job_id = setup_.job_id;
   d.from = static_cast<uint32_t>(setup_.rank);
+  d.to = static_cast<uint32_t>(peer.rank);
   d.sequence = sequence;
   unsigned char bytes[kDatagramBytes];
-  for (const HeartbeatPeer& peer : setup_.peers) {
-    d.to = static_cast<uint32_t>(peer.rank);
-    encode(d, bytes);
-    for (uint32_t address : peer.ipv4) {
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_addr.s_addr = address;
-      to.sin_port = htons(peer.port);
-      const ssize_t sent = sendto(setup_.socket.fd(), bytes, sizeof bytes, 0,
-                                  reinterpret_cast<const sockaddr*>(&to), sizeof to);
-      if (sent < 0 && !transient_send_error(errno)) {
-        char text[INET_ADDRSTRLEN] = {};
-        inet_ntop(AF_INET, &to.sin_addr, text, sizeof text);
-        throw_socket_error("sendto(heartbeat)", __FILE__, __LINE__,
-                           "sending a heartbeat to rank " + std::to_string(peer.rank) + " at " +
-                               text + ":" + std::to_string(peer.port));
-      }
+  encode(d, bytes);
+  for (uint32_t address : peer.ipv4) {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = address;
+    to.sin_port = htons(peer.port);
+    // ECONNREFUSED is an earlier datagram's ICMP error (another peer's closed port), which the
+    // kernel hands to the next send instead of sending it: send again, or this peer would hear
+    // nothing while that one is gone.
+    ssize_t sent = -1;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      sent = sendto(setup_.socket.fd(), bytes, sizeof bytes, 0,
+                    reinterpret_cast<const sockaddr*>(&to), sizeof to);
+      if (sent >= 0 || errno != ECONNREFUSED) break;
+    }
+    if (sent < 0 && !transient_send_error(errno)) {
+      char text[INET_ADDRSTRLEN] = {};
+      inet_ntop(AF_INET, &to.sin_addr, text, sizeof text);
+      throw_socket_error("sendto(heartbeat)", __FILE__, __LINE__,
+                         "sending a heartbeat to rank " + std::to_string(peer.rank) + " at " +
+                             text + ":" + std::to_string(peer.port));
     }
   }
 }
@@ -197,7 +244,8 @@ void Heartbeat::receive_all(int64_t now) {
     if (n < 0) {
       if (errno == EINTR) continue;
       // ECONNREFUSED: an ICMP error of an earlier send, not a datagram.
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNREFUSED) return;
+      if (errno == ECONNREFUSED) continue;  // the error queue says for whom (read_errors)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       throw_socket_error("recv(heartbeat)", __FILE__, __LINE__, "receiving heartbeats");
     }
     if (static_cast<size_t>(n) != kDatagramBytes) {
@@ -213,11 +261,69 @@ void Heartbeat::receive_all(int64_t now) {
     bool known = false;
     for (size_t i = 0; i < setup_.peers.size(); ++i) {
       if (static_cast<uint32_t>(setup_.peers[i].rank) != d.from) continue;
-      state_[i].last_heard_ns.store(now);
-      ++state_[i].received;
+      PeerState& s = state_[i];
+      s.last_heard_ns.store(now);
+      ++s.received;
+      s.refusals = 0;
+      s.left.store(d.sequence == kGoodbye);  // a beat after a goodbye: back, watched again
       known = true;
     }
     if (!known) ++ignored_;
+  }
+}
+
+void Heartbeat::read_errors(int64_t now) {
+  for (;;) {
+    sockaddr_in to{};
+    unsigned char bytes[64];
+    alignas(cmsghdr) unsigned char control[512];
+    iovec io{bytes, sizeof bytes};
+    msghdr message{};
+    message.msg_name = &to;
+    message.msg_namelen = sizeof to;
+    message.msg_iov = &io;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    if (recvmsg(setup_.socket.fd(), &message, MSG_ERRQUEUE) < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      throw_socket_error("recvmsg(heartbeat, MSG_ERRQUEUE)", __FILE__, __LINE__,
+                         "reading the ICMP errors of sent heartbeats");
+    }
+    bool refused = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+      if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_RECVERR) continue;
+      sock_extended_err error{};
+      std::memcpy(&error, CMSG_DATA(c), sizeof error);
+      refused = refused || (error.ee_origin == SO_EE_ORIGIN_ICMP && error.ee_errno == ECONNREFUSED);
+    }
+    if (!refused) continue;  // host or net unreachable: a cut link, which silence covers
+    for (size_t i = 0; i < setup_.peers.size(); ++i) {
+      const HeartbeatPeer& peer = setup_.peers[i];
+      PeerState& s = state_[i];
+      if (htons(peer.port) != to.sin_port ||
+          std::find(peer.ipv4.begin(), peer.ipv4.end(), to.sin_addr.s_addr) == peer.ipv4.end()) {
+        continue;
+      }
+      // Refusals count only for a peer heard, not gone on purpose: a firewall that rejects our
+      // port from the start is "never heard", not a loss.
+      if (s.received.load() == 0 || s.left.load() || s.reported) continue;
+      if (s.refusals++ == 0) {
+        s.probes = 0;
+        s.next_probe_ns = now + kReprobeNs;
+      }
+    }
+  }
+}
+
+void Heartbeat::report(size_t index, int64_t now, bool process_gone) {
+  PeerState& s = state_[index];
+  s.reported = true;
+  const HeartbeatPeer& peer = setup_.peers[index];
+  if (on_lost_) {
+    on_lost_({peer.rank, peer.host, static_cast<double>(now - s.last_heard_ns.load()) * 1e-9,
+              process_gone});
   }
 }
 
@@ -237,7 +343,21 @@ void Heartbeat::loop() {
       int64_t wake_at = next_send;
       for (size_t i = 0; i < state_.size(); ++i) {
         PeerState& s = state_[i];
-        if (s.reported) continue;
+        if (s.reported || s.left.load()) continue;
+        if (s.refusals >= kRefusalsToLose) {
+          report(i, now, true);
+          continue;
+        }
+        // Refused: re-probe soon (a dead process, or a port closed for a moment), a few times,
+        // then back to the beat's pace (ICMP may be rate-limited).
+        if (s.refusals > 0 && s.probes < 2 * kRefusalsToLose) {
+          if (now >= s.next_probe_ns) {
+            send_to(i, sequence++);
+            ++s.probes;
+            s.next_probe_ns = now + kReprobeNs;
+          }
+          wake_at = std::min(wake_at, s.next_probe_ns);
+        }
         if (s.received.load() == 0) {  // not watched until heard once
           const auto never_ns = static_cast<int64_t>(never_heard_s() * 1e9);
           if (!s.warned && now - start_ns_ >= never_ns) {
@@ -253,9 +373,7 @@ void Heartbeat::loop() {
         }
         const int64_t silent = now - s.last_heard_ns.load();
         if (silent >= bound_ns) {
-          s.reported = true;
-          const HeartbeatPeer& peer = setup_.peers[i];
-          if (on_lost_) on_lost_(peer.rank, peer.host, static_cast<double>(silent) * 1e-9);
+          report(i, now, false);
         } else {
           wake_at = std::min(wake_at, s.last_heard_ns.load() + bound_ns);
         }
@@ -270,7 +388,8 @@ void Heartbeat::loop() {
         throw_socket_error("poll(heartbeat)", __FILE__, __LINE__, "waiting for heartbeats");
       }
       if (fds[1].revents != 0) return;
-      if (fds[0].revents != 0) receive_all(now_ns());
+      if ((fds[0].revents & POLLERR) != 0) read_errors(now_ns());
+      if ((fds[0].revents & POLLIN) != 0) receive_all(now_ns());
     }
   } catch (const std::exception& e) {
     if (on_error_) on_error_(e.what());

@@ -5,6 +5,12 @@
 // step, evaluation or checkpoint write never looks like a lost node, and a cut link (which the
 // progress watchdog, comm/watchdog.h, only notices after comm.timeout_s) is seen quickly.
 //
+// A peer whose process is gone while its host stays up (killed, crashed: its port closed) is seen
+// sooner: the peer's kernel answers our datagrams with ICMP "port unreachable", which the socket
+// reports (IP_RECVERR); a few refusals in a row, re-probed 0.1 s apart, make that peer lost within
+// about one interval, before a launcher tearing the job down hides which host it was. A rank
+// that ends on purpose says goodbye first (leave()), so that its closed port is no loss.
+//
 // `Heartbeat` takes its peers and socket from a plain struct (testable in one process, without
 // MPI); `start_heartbeat` builds that struct through the communicator's all_gather.
 #pragma once
@@ -23,8 +29,8 @@
 namespace alexnet::comm {
 
 struct HeartbeatOptions {
-  double interval_s = 2;  // <= 0: no heartbeat
-  int misses = 4;         // a peer silent for interval_s x misses is lost
+  double interval_s = 0.5;  // <= 0: no heartbeat
+  int misses = 16;          // a peer silent for interval_s x misses is lost
   // A peer never heard this long from the start is reported as such (on_never_heard); 0: 4
   // bounds, 10 s at least (a slow start of the peer's process is not a firewall).
   double never_heard_s = 0;
@@ -63,8 +69,16 @@ struct HeartbeatSetup {
   std::vector<HeartbeatPeer> peers;  // the monitored ones: sent to, and listened for
 };
 
+struct PeerLoss {
+  int rank = 0;
+  std::string host;
+  double seconds_silent = 0;  // since its last datagram
+  // Its host refused our datagrams (nothing listens on its port any more: the process died);
+  // false: silent for the whole bound (a cut link, a host down).
+  bool process_gone = false;
+};
 // Called once per lost peer, on the heartbeat's thread.
-using OnPeerLost = std::function<void(int rank, const std::string& host, double seconds_silent)>;
+using OnPeerLost = std::function<void(const PeerLoss& loss)>;
 // A monitored peer from which no datagram has arrived since the start, `seconds` on: UDP is
 // likely blocked between the hosts (a firewall), so the heartbeat cannot watch that peer (a
 // peer counts as lost only once it has been heard); called once, on the heartbeat's thread.
@@ -80,13 +94,18 @@ class Heartbeat {
   Heartbeat(HeartbeatSetup setup, HeartbeatOptions options, OnPeerLost on_lost,
             OnHeartbeatError on_error, OnPeerNeverHeard on_never_heard = {});
   // Stops the thread (a self-pipe wakes it), without a last datagram: to the peers this rank
-  // then goes silent, as a crashed one would.
+  // then goes silent, as a crashed one would (leave() first for an orderly end).
   ~Heartbeat();
+  // An orderly end: a goodbye datagram to every peer, which then stops watching this rank (its
+  // port about to close is no loss), and no more datagrams from here. Idempotent.
+  void leave();
   Heartbeat(const Heartbeat&) = delete;
   Heartbeat& operator=(const Heartbeat&) = delete;
 
   // Datagrams of this job received from `rank` (0 for a rank not monitored).
   uint64_t received_from(int rank) const;
+  // Whether `rank` said goodbye (and has not beaten since).
+  bool left(int rank) const;
   // Datagrams received and ignored: another job's, malformed, not for this rank, or from a rank
   // not monitored.
   uint64_t ignored() const { return ignored_.load(); }
@@ -99,12 +118,20 @@ class Heartbeat {
   struct PeerState {
     std::atomic<int64_t> last_heard_ns{0};
     std::atomic<uint64_t> received{0};
-    bool reported = false;  // the thread's alone
-    bool warned = false;    // never heard: on_never_heard called (the thread's alone)
+    std::atomic<bool> left{false};  // said goodbye: not watched until it beats again
+    bool reported = false;          // the thread's alone, as the rest
+    bool warned = false;            // never heard: on_never_heard called
+    int refusals = 0;               // ICMP port-unreachable answers since its last datagram
+    int probes = 0;                 // extra datagrams sent since the first refusal
+    int64_t next_probe_ns = 0;
   };
   void loop();
+  void stop_thread();  // idempotent
+  void send_to(size_t peer, uint64_t sequence);
   void send_all(uint64_t sequence);
   void receive_all(int64_t now_ns);
+  void read_errors(int64_t now_ns);  // the socket's error queue: refusals per peer
+  void report(size_t peer, int64_t now_ns, bool process_gone);
 
   HeartbeatSetup setup_;
   const HeartbeatOptions options_;
@@ -114,7 +141,8 @@ class Heartbeat {
   int64_t start_ns_ = 0;
   std::vector<PeerState> state_;  // parallel to setup_.peers
   std::atomic<uint64_t> ignored_{0};
-  int wake_[2] = {-1, -1};  // the self-pipe: a byte on wake_[1] stops the thread
+  std::atomic<bool> leaving_{false};  // leave() called: the thread sends nothing more
+  int wake_[2] = {-1, -1};            // the self-pipe: a byte on wake_[1] stops the thread
   std::thread thread_;
 };
 

@@ -218,6 +218,24 @@ std::vector<std::string> set_aside_checkpoints_after(const std::string& dir, int
   return moved;
 }
 
+std::vector<std::string> remove_unfinished_checkpoints(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    // step-<step>.h5.tmp-<pid> (io/array_file.h): the name of a checkpoint, then ".tmp-" digits.
+    const std::string name = e.path().filename().string();
+    const size_t tmp = name.rfind(".tmp-");
+    if (tmp == std::string::npos || tmp + 5 == name.size() ||
+        name.find_first_not_of("0123456789", tmp + 5) != std::string::npos ||
+        checkpoint_step(name.substr(0, tmp)) < 0 || !e.is_regular_file(ec)) {
+      continue;
+    }
+    if (fs::remove(e.path(), ec)) removed.push_back(e.path().string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
+
 std::string latest_good_checkpoint(const std::string& dir, std::vector<std::string>* skipped) {
   std::vector<std::string> files = list_checkpoints(dir);
   for (auto it = files.rbegin(); it != files.rend(); ++it) {

@@ -93,6 +93,11 @@ int64_t checkpoint_step(const std::string& path);
 // checkpoint. A failed move throws io::DataError naming the file.
 std::vector<std::string> set_aside_checkpoints_after(const std::string& dir, int64_t step);
 
+// Removes the half-written files (step-<step>.h5.tmp-<pid>) that a writer killed mid-write left
+// in `dir` (a lost host, a kill -9); returns their paths. No checkpoint ever reads them. For
+// rank 0 of a job, before its first checkpoint: one run writes into a folder at a time.
+std::vector<std::string> remove_unfinished_checkpoints(const std::string& dir);
+
 // The newest checkpoint in `dir` that opens and verifies; each damaged newer one is reported
 // through `skipped` (path: reason). Empty when there is none.
 std::string latest_good_checkpoint(const std::string& dir, std::vector<std::string>* skipped);

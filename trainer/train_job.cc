@@ -193,7 +193,11 @@ ModelSpec model_for(const TrainOptions& o, const io::Dataset& data) {
 TrainJob::TrainJob(const TrainOptions& o, comm::MpiCommunicator& comm)
     : o_(o), comm_(comm), step_config_(step_config(o)) {}
 
-TrainJob::~TrainJob() = default;
+// An orderly end, or an error this rank reports itself: its peers are told (a goodbye
+// datagram), so that its closing heartbeat port does not read to them as a dead process.
+TrainJob::~TrainJob() {
+  if (heartbeat_) heartbeat_->leave();
+}
 
 int TrainJob::run() {
   config_ = config_text(o_);
@@ -316,22 +320,30 @@ void TrainJob::start_heartbeat() {
   comm::Communicator& comm = comm_;
   heartbeat_ = comm::start_heartbeat(
       comm_, options,
-      [&comm, who, options, self = this_host()](int peer, const std::string& host, double silent) {
+      [&comm, who, options, self = this_host()](const comm::PeerLoss& loss) {
         // A peer on this host leaves its daemon reachable: abort at once; on another host, let
         // the launcher end the job first (kLauncherGraceSeconds).
-        const double delay = host == self ? 0 : kLauncherGraceSeconds;
+        const double delay = loss.host == self ? 0 : kLauncherGraceSeconds;
+        char why[160];
+        if (loss.process_gone) {
+          std::snprintf(why, sizeof why,
+                        "is gone (its host refuses heartbeats: the process died or was killed)");
+        } else {
+          std::snprintf(why, sizeof why,
+                        "sent no heartbeat for %.1f s (comm.heartbeat_s %g x %d): that node is "
+                        "down or unreachable",
+                        loss.seconds_silent, options.interval_s, options.misses);
+        }
         char line[512];
-        std::snprintf(line, sizeof line,
-                      "%srank %d on host %s sent no heartbeat for %.1f s (comm.heartbeat_s %g x "
-                      "%d): that node is down or unreachable; ending the job%s",
-                      who.c_str(), peer, host.c_str(), silent, options.interval_s, options.misses,
+        std::snprintf(line, sizeof line, "%srank %d on host %s %s; ending the job%s", who.c_str(),
+                      loss.rank, loss.host.c_str(), why,
                       delay > 0 ? " (the launcher first, for 15 s)" : "");
         std::fprintf(stderr, "%s\n", line);
         std::fflush(stderr);
-        end_job_from_thread(
-            comm, kExitPeerLost,
-            who + "lost host " + host + "; exiting with status " + std::to_string(kExitPeerLost),
-            delay, 3);
+        end_job_from_thread(comm, kExitPeerLost,
+                            who + "lost host " + loss.host + "; exiting with status " +
+                                std::to_string(kExitPeerLost),
+                            delay, 3);
       },
       [&comm, who](const std::string& message) {
         // The peers would take this rank's silence for a lost node: say what it is, and end.
@@ -576,6 +588,14 @@ void TrainJob::write_checkpoint(int64_t epoch, int64_t step_in_epoch) {
       line.append(" ").append(std::filesystem::path(f).filename().string());
     }
     if (!moved.empty()) log_->say(line);
+    const auto unfinished = remove_unfinished_checkpoints(dir);
+    if (!unfinished.empty()) {
+      std::string removed = "removed what an earlier writer left half-written (killed mid-write):";
+      for (const std::string& f : unfinished) {
+        removed.append(" ").append(std::filesystem::path(f).filename().string());
+      }
+      log_->say(removed);
+    }
     set_aside_after_ = -2;
   }
   try {

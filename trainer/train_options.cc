@@ -128,7 +128,8 @@ po::options_description table(TrainOptions& o) {
      "end the job when no step or evaluation batch completes for this long (0: never)")
     ("comm.heartbeat_s", with_default(&o.comm_heartbeat_s),
      "seconds between UDP heartbeats to the neighbour ranks, which end the job when one stays "
-     "silent for heartbeat_s x heartbeat_misses (a lost node; 0: off)")
+     "silent for heartbeat_s x heartbeat_misses (a lost node; 0: off), or refuses them (its "
+     "host up, its process dead: seen within about heartbeat_s)")
     ("comm.heartbeat_misses",
      po::value(&o.comm_heartbeat_misses)->default_value(o.comm_heartbeat_misses),
      "heartbeats missed in a row before a rank counts as lost")

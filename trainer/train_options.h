@@ -50,8 +50,8 @@ struct TrainOptions {
   bool overlap = true;
   std::string wire = "fp32";
   double comm_timeout_s = 600;
-  double comm_heartbeat_s = 2;  // UDP heartbeats to the ring neighbours (comm/heartbeat.h)
-  int comm_heartbeat_misses = 4;
+  double comm_heartbeat_s = 0.5;  // UDP heartbeats to the ring neighbours (comm/heartbeat.h)
+  int comm_heartbeat_misses = 16;
   // Checkpoints and resume.
   int64_t checkpoint_every_steps = 0;
   double checkpoint_every_minutes = 30;

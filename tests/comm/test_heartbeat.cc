@@ -1,6 +1,7 @@
 // comm/heartbeat.h in one process, over 127.0.0.1: ranks that see each other, a rank that goes
-// silent (its Heartbeat destroyed, as a crashed node would), a short pause, another job's
-// datagrams. Intervals of 0.1 s keep each test to a second or two.
+// silent (its heartbeat ended, its port kept by a mute socket: a host down or cut off), a rank
+// whose process dies (its port closed: the host refuses), one that leaves on purpose, a short
+// pause, another job's datagrams. Intervals of 0.1 s keep each test to a second or two.
 #include "comm/heartbeat.h"
 
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@ struct Lost {
   int observer, rank;
   std::string host;
   double silent_s;
+  bool process_gone;
 };
 
 // N ranks in one process: each its socket, the table of its ring neighbours, its reports.
@@ -34,6 +36,7 @@ class Ring {
     for (int r = 0; r < size; ++r) sockets_.push_back(UdpSocket::bound());
     for (int r = 0; r < size; ++r) ports_.push_back(sockets_[r].port());
     beats_.resize(static_cast<size_t>(size));
+    mute_.resize(static_cast<size_t>(size));
     for (int r = 0; r < size; ++r) start(r, std::move(sockets_[r]));
   }
 
@@ -47,9 +50,9 @@ class Ring {
     }
     beats_[r] = std::make_unique<Heartbeat>(
         std::move(setup), options_,
-        [this, r](int rank, const std::string& host, double silent) {
+        [this, r](const PeerLoss& loss) {
           std::lock_guard<std::mutex> lock(mutex_);
-          lost_.push_back({r, rank, host, silent});
+          lost_.push_back({r, loss.rank, loss.host, loss.seconds_silent, loss.process_gone});
         },
         [this](const std::string& message) {
           std::lock_guard<std::mutex> lock(mutex_);
@@ -57,10 +60,24 @@ class Ring {
         });
   }
 
-  // Rank r goes silent: its heartbeat ends, its port stays taken (nobody else gets it).
-  void stop(int r) { beats_[r].reset(); }
+  // Rank r goes silent, as a host that is down or cut off: its heartbeat ends, a mute socket
+  // keeps its port (datagrams to it vanish, no ICMP answer).
+  void stop(int r) {
+    beats_[r].reset();
+    mute_[r] = UdpSocket::bound(ports_[r]);
+  }
+  // Rank r's process dies on a live host: its port closes, the host refuses datagrams.
+  void kill(int r) { beats_[r].reset(); }
+  // Rank r ends on purpose: a goodbye, then its port closes.
+  void leave(int r) {
+    beats_[r]->leave();
+    beats_[r].reset();
+  }
   // ... and comes back on its port.
-  void restart(int r) { start(r, UdpSocket::bound(ports_[r])); }
+  void restart(int r) {
+    mute_[r] = UdpSocket();
+    start(r, UdpSocket::bound(ports_[r]));
+  }
 
   Heartbeat& operator[](int r) { return *beats_[r]; }
   uint16_t port(int r) const { return ports_[r]; }
@@ -83,6 +100,7 @@ class Ring {
   std::vector<std::string> errors_;
   std::vector<UdpSocket> sockets_;
   std::vector<uint16_t> ports_;
+  std::vector<UdpSocket> mute_;
   std::vector<std::unique_ptr<Heartbeat>> beats_;
 };
 
@@ -130,8 +148,57 @@ TEST(Heartbeat, ASilentRankIsReportedOnceByEachNeighbourWithinTheBound) {
     // Silent from its last beat (up to one interval before the stop) to the report.
     EXPECT_GE(l.silent_s, 0.4);
     EXPECT_LT(l.silent_s, 0.4 + 0.3);  // the slack: a poll's wake-up and a loaded machine
+    EXPECT_FALSE(l.process_gone);
   }
   EXPECT_TRUE(ring.errors().empty());
+}
+
+// A process that dies on a live host is seen within about one interval (its host refuses the
+// next beat, then two re-probes 0.1 s apart), long before the silence bound of 3 s.
+TEST(Heartbeat, ADeadProcessIsReportedWithinAnIntervalNotTheBound) {
+  const HeartbeatOptions options{0.2, 15};  // bound 3 s
+  Ring ring(3, options);
+  sleep_s(0.5);
+  const auto killed = Clock::now();
+  ring.kill(1);
+  while (ring.lost().size() < 2 && Ring::seconds_since(killed) < 2.5) sleep_s(0.01);
+  const double seen_after = Ring::seconds_since(killed);
+  const std::vector<Lost> lost = ring.lost();
+  ASSERT_EQ(lost.size(), 2u);
+  for (const Lost& l : lost) {
+    EXPECT_EQ(l.rank, 1);
+    EXPECT_TRUE(l.process_gone);
+  }
+  // One interval to the next beat, 0.2 s of re-probes, slack for a loaded machine.
+  EXPECT_LT(seen_after, options.interval_s + 0.2 + 0.5);
+  sleep_s(0.3);
+  EXPECT_EQ(ring.lost().size(), 2u);  // once each
+}
+
+// A rank that leaves on purpose is no loss, though its port closes: the goodbye stops the
+// watching. When it comes back and beats, it is watched again.
+TEST(Heartbeat, ARankThatLeavesIsNotLost) {
+  const HeartbeatOptions options{0.1, 4};
+  Ring ring(3, options);
+  sleep_s(0.3);
+  ring.leave(1);
+  for (int i = 0; i < 50 && !(ring[0].left(1) && ring[2].left(1)); ++i) sleep_s(0.01);
+  EXPECT_TRUE(ring[0].left(1));
+  EXPECT_TRUE(ring[2].left(1));
+  sleep_s(2 * options.interval_s * options.misses);
+  for (const Lost& l : ring.lost()) {
+    ADD_FAILURE() << "rank " << l.observer << " lost rank " << l.rank << " after " << l.silent_s
+                  << " s" << (l.process_gone ? " (process gone)" : "");
+  }
+  EXPECT_TRUE(ring.errors().empty());
+  ring.restart(1);
+  sleep_s(0.3);
+  EXPECT_FALSE(ring[0].left(1));
+  ring.kill(1);
+  sleep_s(options.interval_s * options.misses + 0.3);
+  const std::vector<Lost> lost = ring.lost();
+  ASSERT_EQ(lost.size(), 2u);
+  EXPECT_TRUE(lost[0].process_gone && lost[1].process_gone);
 }
 
 TEST(Heartbeat, TwoRanksWatchOneAnother) {
@@ -181,9 +248,9 @@ TEST(Heartbeat, AnotherJobsDatagramsAreIgnored) {
   setup.peers.push_back({1, "host1", {htonl(INADDR_LOOPBACK)}, stranger.port()});
   Heartbeat beat(
       std::move(setup), options,
-      [&](int rank, const std::string& host, double silent) {
+      [&](const PeerLoss& loss) {
         std::lock_guard<std::mutex> lock(mutex);
-        lost.push_back({0, rank, host, silent});
+        lost.push_back({0, loss.rank, loss.host, loss.seconds_silent, loss.process_gone});
       },
       nullptr,
       [&](int rank, const std::string&, double) {

@@ -233,6 +233,22 @@ TEST_F(PruneTest, ResumeFromAnOlderCheckpointSetsTheBranchAside) {
   EXPECT_TRUE(set_aside_checkpoints_after(dir_.string(), -1).empty());
 }
 
+// A writer killed mid-write leaves step-N.h5.tmp-PID: removed before the next run's first
+// checkpoint; other files that only look alike stay.
+TEST_F(PruneTest, HalfWrittenFilesOfAKilledWriterAreRemoved) {
+  save(2);
+  const std::vector<std::string> left = {"step-000000004.h5.tmp-12345", "step-000000006.h5.tmp-7"};
+  const std::vector<std::string> others = {"notes.h5.tmp-1", "step-000000004.h5.tmp-",
+                                           "step-000000004.h5.tmp-12x", "step-4.h5.tmp-1"};
+  for (const auto& name : left) std::ofstream(dir_ / name) << "half";
+  for (const auto& name : others) std::ofstream(dir_ / name) << "other";
+  EXPECT_EQ(names(remove_unfinished_checkpoints(dir_.string())), left);
+  for (const auto& name : left) EXPECT_FALSE(std::filesystem::exists(dir_ / name)) << name;
+  for (const auto& name : others) EXPECT_TRUE(std::filesystem::exists(dir_ / name)) << name;
+  EXPECT_EQ(listed(), std::vector<std::string>{"step-000000002.h5"});
+  EXPECT_TRUE(remove_unfinished_checkpoints(dir_.string()).empty());
+}
+
 TEST_F(PruneTest, NeverTouchesNewerFilesAndCountsOnlyGoodOlderOnes) {
   for (int64_t step : {1, 2, 3, 4, 6}) save(step);
   damage(path(3));
