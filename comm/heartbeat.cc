@@ -40,10 +40,11 @@ constexpr size_t kDatagramBytes = 28;
 constexpr int kMaxAddresses = 16;            // per rank, in the exchange
 constexpr uint64_t kGoodbye = ~uint64_t{0};  // the sequence number of a leaving rank's last word
 // Refusals in a row that make a peer's process gone, and the re-probe interval after the first:
-// one refusal could be a port closed for a moment; three, 0.1 s apart, are a process that died.
+// one refusal could be a port closed for a moment; three, 50 ms apart, are a process that died.
 // (ICMP errors are rate-limited per host, 1 a second after a burst of 6: three fit the burst.)
 constexpr int kRefusalsToLose = 3;
-constexpr int64_t kReprobeNs = 100'000'000;
+constexpr int64_t kReprobeNs = 50'000'000;
+constexpr char kWakeStop = 1, kWakeProbe = 2;  // the bytes on the wake pipe
 
 struct Datagram {
   uint32_t magic = kMagic;
@@ -166,11 +167,17 @@ Heartbeat::~Heartbeat() {
 
 void Heartbeat::stop_thread() {
   if (!thread_.joinable()) return;
-  const char byte = 1;
-  // The pipe is empty and non-blocking: the write cannot fail short of a bug; the thread
-  // then sees the byte at its next poll.
+  const char byte = kWakeStop;
+  // The pipe is non-blocking and holds at most a few probe bytes: the write cannot fail short
+  // of a bug; the thread then sees the byte at its next poll.
   if (write(wake_[1], &byte, 1) != 1) std::terminate();
   thread_.join();
+}
+
+void Heartbeat::probe_now() noexcept {
+  const char byte = kWakeProbe;
+  // A full pipe already holds a wake-up: nothing lost.
+  [[maybe_unused]] const ssize_t written = write(wake_[1], &byte, 1);
 }
 
 void Heartbeat::leave() {
@@ -387,7 +394,16 @@ void Heartbeat::loop() {
         if (errno == EINTR) continue;
         throw_socket_error("poll(heartbeat)", __FILE__, __LINE__, "waiting for heartbeats");
       }
-      if (fds[1].revents != 0) return;
+      if (fds[1].revents != 0) {
+        char bytes[64];
+        const ssize_t n = read(wake_[0], bytes, sizeof bytes);
+        if (n > 0 && std::find(bytes, bytes + n, kWakeStop) == bytes + n) {
+          next_send = now_ns();  // probe_now(): every peer at once
+          continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        return;
+      }
       if ((fds[0].revents & POLLERR) != 0) read_errors(now_ns());
       if ((fds[0].revents & POLLIN) != 0) receive_all(now_ns());
     }

@@ -7,7 +7,7 @@
 //
 // A peer whose process is gone while its host stays up (killed, crashed: its port closed) is seen
 // sooner: the peer's kernel answers our datagrams with ICMP "port unreachable", which the socket
-// reports (IP_RECVERR); a few refusals in a row, re-probed 0.1 s apart, make that peer lost within
+// reports (IP_RECVERR); a few refusals in a row, re-probed 50 ms apart, make that peer lost within
 // about one interval, before a launcher tearing the job down hides which host it was. A rank
 // that ends on purpose says goodbye first (leave()), so that its closed port is no loss.
 //
@@ -96,6 +96,11 @@ class Heartbeat {
   // Stops the thread (a self-pipe wakes it), without a last datagram: to the peers this rank
   // then goes silent, as a crashed one would (leave() first for an orderly end).
   ~Heartbeat();
+  // A beat to every peer now, not at the next interval: async-signal-safe (one write to a
+  // pipe), for a signal handler. A launcher that tears the job down because a host died sends
+  // SIGTERM first; the beat it triggers is refused by that host at once, and the rank names it
+  // before the SIGKILL that follows.
+  void probe_now() noexcept;
   // An orderly end: a goodbye datagram to every peer, which then stops watching this rank (its
   // port about to close is no loss), and no more datagrams from here. Idempotent.
   void leave();
@@ -142,7 +147,7 @@ class Heartbeat {
   std::vector<PeerState> state_;  // parallel to setup_.peers
   std::atomic<uint64_t> ignored_{0};
   std::atomic<bool> leaving_{false};  // leave() called: the thread sends nothing more
-  int wake_[2] = {-1, -1};            // the self-pipe: a byte on wake_[1] stops the thread
+  int wake_[2] = {-1, -1};  // the self-pipe: a byte on wake_[1] stops the thread or probes
   std::thread thread_;
 };
 

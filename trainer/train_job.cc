@@ -39,7 +39,14 @@ using io::OptionError;
 using Clock = std::chrono::steady_clock;
 
 std::atomic<int> stop_signal{0};
-extern "C" void on_stop_signal(int signal) { stop_signal.store(signal); }
+// The running job's heartbeat, for the signal handler (null when there is none).
+std::atomic<comm::Heartbeat*> signalled_heartbeat{nullptr};
+// mpirun's teardown after a lost host starts with SIGTERM: a beat now lets this rank name the
+// host (its kernel refuses the beat) before the SIGKILL that follows.
+extern "C" void on_stop_signal(int signal) {
+  stop_signal.store(signal);
+  if (comm::Heartbeat* beat = signalled_heartbeat.load()) beat->probe_now();
+}
 
 void install_signal_handlers() {
   struct sigaction action {};
@@ -196,6 +203,7 @@ TrainJob::TrainJob(const TrainOptions& o, comm::MpiCommunicator& comm)
 // An orderly end, or an error this rank reports itself: its peers are told (a goodbye
 // datagram), so that its closing heartbeat port does not read to them as a dead process.
 TrainJob::~TrainJob() {
+  signalled_heartbeat.store(nullptr);
   if (heartbeat_) heartbeat_->leave();
 }
 
@@ -361,6 +369,7 @@ void TrainJob::start_heartbeat() {
                      who.c_str(), peer, host.c_str(), seconds);
         std::fflush(stderr);
       });
+  signalled_heartbeat.store(heartbeat_.get());
 }
 
 // Rank 0 initializes the weights or loads the checkpoint; the broadcast gives every rank the
