@@ -1,4 +1,4 @@
-// MpiCommunicator: MPI set-up, the ring all-reduce, and the small collectives.
+// MpiCommunicator: MPI set-up, the choice of all-reduce, and the small collectives.
 #include "comm/mpi_communicator.h"
 
 #include <algorithm>
@@ -8,8 +8,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "comm/hierarchical_all_reduce.h"
 #include "comm/mpi_check.h"
-#include "io/numeric/precision.h"
+#include "comm/ring_all_reduce.h"
 
 namespace alexnet::comm {
 
@@ -58,160 +59,129 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
+AllReduceAlgorithm parse_all_reduce_algorithm(const std::string& name) {
+  if (name == "ring") return AllReduceAlgorithm::kRing;
+  if (name == "hierarchical") return AllReduceAlgorithm::kHierarchical;
+  if (name == "auto") return AllReduceAlgorithm::kAuto;
+  throw std::invalid_argument("all-reduce algorithm '" + name +
+                              "': expected ring, hierarchical or auto");
+}
+
+const char* all_reduce_algorithm_name(AllReduceAlgorithm algorithm) {
+  switch (algorithm) {
+    case AllReduceAlgorithm::kRing:
+      return "ring";
+    case AllReduceAlgorithm::kHierarchical:
+      return "hierarchical";
+    case AllReduceAlgorithm::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm) : MpiCommunicator(comm, 0) {}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, PretendNodes pretend)
+    : MpiCommunicator(comm, std::max(1, pretend.ranks_per_node)) {}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, int pretend_ranks_per_node) {
   ALEXNET_MPI_CHECK(MPI_Comm_dup(comm, &comm_), "duplicating the communicator");
   ALEXNET_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "setting MPI_ERRORS_RETURN");
   ALEXNET_MPI_CHECK(MPI_Comm_rank(comm_, &rank_), "asking the rank");
   ALEXNET_MPI_CHECK(MPI_Comm_size(comm_, &size_), "asking the size");
-  // The node-local rank from MPI itself (works under mpirun, srun and any launcher).
-  MPI_Comm node = MPI_COMM_NULL;
-  ALEXNET_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+  // The node from MPI itself (works under mpirun, srun and any launcher); the communicators made
+  // from comm_ inherit its MPI_ERRORS_RETURN.
+  ALEXNET_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_),
                     "splitting the ranks by node");
-  ALEXNET_MPI_CHECK(MPI_Comm_rank(node, &local_rank_), "asking the node-local rank");
-  ALEXNET_MPI_CHECK(MPI_Comm_size(node, &local_size_), "asking the ranks on this node");
-  MPI_Comm_free(&node);
+  if (pretend_ranks_per_node > 0) {
+    MPI_Comm real_node = node_;
+    ALEXNET_MPI_CHECK(MPI_Comm_split(real_node, rank_ / pretend_ranks_per_node, rank_, &node_),
+                      "splitting the node into pretend nodes (a test)");
+    ALEXNET_MPI_CHECK(MPI_Comm_free(&real_node), "freeing the real node's communicator");
+  }
+  ALEXNET_MPI_CHECK(MPI_Comm_rank(node_, &local_rank_), "asking the node-local rank");
+  ALEXNET_MPI_CHECK(MPI_Comm_size(node_, &local_size_), "asking the ranks on this node");
+  // The nodes, and the ranks on the largest and on the smallest (as a maximum of its negative).
+  const int64_t leader = local_rank_ == 0 ? 1 : 0;
+  int64_t nodes = 0;
+  ALEXNET_MPI_CHECK(MPI_Allreduce(&leader, &nodes, 1, MPI_INT64_T, MPI_SUM, comm_),
+                    "counting the nodes");
+  const int64_t sizes[2] = {local_size_, -local_size_};
+  int64_t largest_smallest[2] = {0, 0};
+  ALEXNET_MPI_CHECK(MPI_Allreduce(sizes, largest_smallest, 2, MPI_INT64_T, MPI_MAX, comm_),
+                    "asking the ranks on the largest and on the smallest node");
+  nodes_ = static_cast<int>(nodes);
+  largest_node_ = static_cast<int>(largest_smallest[0]);
+  smallest_node_ = static_cast<int>(-largest_smallest[1]);
+  // Local rank i of every node, in rank order: the ring of shard i between nodes.
+  ALEXNET_MPI_CHECK(MPI_Comm_split(comm_, local_rank_, rank_, &across_),
+                    "grouping the same local rank of every node");
+  ring_ = std::make_unique<RingAllReduce>(comm_, "ring");
+  set_algorithm(AllReduceAlgorithm::kAuto);
 }
 
 MpiCommunicator::~MpiCommunicator() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-}
-
-namespace {
-
-size_t wire_bytes(WireType wire) { return wire == WireType::kFloat32 ? 4 : 2; }
-
-// The reduce-scatter's unit of exchange: small enough to stay in L2 between its arrival and
-// its sum, large enough that MPI's per-message cost does not show.
-constexpr size_t kSegmentBytes = size_t{1} << 20;
-
-// Chunk k of a ring over p ranks: [begin(k), begin(k + 1)).
-size_t chunk_begin(size_t count, int p, int k) {
-  return count * static_cast<size_t>(k) / static_cast<size_t>(p);
-}
-
-void encode(const float* in, size_t n, WireType wire, uint8_t* out) {
-  auto* h = reinterpret_cast<uint16_t*>(out);
-  if (wire == WireType::kBFloat16) {
-    for (size_t i = 0; i < n; ++i) h[i] = numeric::float_to_bf16(in[i]);
-  } else {
-    for (size_t i = 0; i < n; ++i) h[i] = numeric::float_to_fp16(in[i]);
+  if (finalized) return;  // too late for MPI: the process is ending
+  hierarchical_.reset();  // its window first: it lives on node_
+  ring_.reset();
+  for (MPI_Comm* c : {&across_, &node_, &comm_}) {
+    if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
   }
 }
 
-// out[i] += decoded in[i] (reduce) or out[i] = decoded in[i] (gather).
-template <bool kAccumulate>
-void decode(const uint8_t* in, size_t n, WireType wire, float* out) {
-  if (wire == WireType::kFloat32) {
-    const auto* f = reinterpret_cast<const float*>(in);
-    for (size_t i = 0; i < n; ++i) out[i] = kAccumulate ? out[i] + f[i] : f[i];
-    return;
+void MpiCommunicator::set_algorithm(AllReduceAlgorithm requested) {
+  const bool even = smallest_node_ == largest_node_;
+  if (requested == AllReduceAlgorithm::kHierarchical && !even) {
+    throw std::invalid_argument(
+        "comm.algorithm=hierarchical: the nodes have " + std::to_string(smallest_node_) + " to " +
+        std::to_string(largest_node_) +
+        " ranks, and it needs the same number on every node; use ring or auto (auto takes the "
+        "ring)");
   }
-  const auto* h = reinterpret_cast<const uint16_t*>(in);
-  if (wire == WireType::kBFloat16) {
-    for (size_t i = 0; i < n; ++i) {
-      out[i] = kAccumulate ? out[i] + numeric::bf16_to_float(h[i]) : numeric::bf16_to_float(h[i]);
-    }
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      out[i] = kAccumulate ? out[i] + numeric::fp16_to_float(h[i]) : numeric::fp16_to_float(h[i]);
-    }
+  const bool hierarchical =
+      requested == AllReduceAlgorithm::kHierarchical ||
+      (requested == AllReduceAlgorithm::kAuto && even && nodes_ > 1 && local_size_ > 1);
+  algorithm_ = hierarchical ? AllReduceAlgorithm::kHierarchical : AllReduceAlgorithm::kRing;
+  if (!hierarchical) {
+    hierarchical_.reset();
+  } else if (!hierarchical_) {
+    hierarchical_ = std::make_unique<HierarchicalAllReduce>(node_, across_, size_);
   }
 }
 
-}  // namespace
+std::string MpiCommunicator::algorithm_description() const {
+  const std::string nodes = std::to_string(nodes_) + (nodes_ == 1 ? " node" : " nodes");
+  if (algorithm_ == AllReduceAlgorithm::kHierarchical) {
+    return "hierarchical (" + nodes + " x " + std::to_string(local_size_) + " ranks)";
+  }
+  if (smallest_node_ != largest_node_) {
+    return "ring (" + std::to_string(size_) + " ranks on " + nodes + " of " +
+           std::to_string(smallest_node_) + " to " + std::to_string(largest_node_) +
+           " ranks; hierarchical needs the same number on every node)";
+  }
+  return "ring (" + std::to_string(size_) + " ranks: " + nodes + " x " +
+         std::to_string(local_size_) + (local_size_ == 1 ? " rank)" : " ranks)");
+}
 
 void MpiCommunicator::reserve(size_t count, WireType wire) {
-  const size_t largest_chunk = count / static_cast<size_t>(size_) + 1;
-  const size_t bytes = largest_chunk * wire_bytes(wire);
-  if (recv_stage_.size() < bytes) {
-    recv_stage_.assign(bytes, 0);  // assign touches every page now, not inside a step
-    send_stage_.assign(bytes, 0);
+  if (size_ == 1) return;  // all_reduce has nothing to do
+  if (hierarchical_) {
+    hierarchical_->reserve(count, wire);
+  } else {
+    ring_->reserve(count, wire);
   }
 }
 
 void MpiCommunicator::all_reduce(float* data, size_t count, ReduceOp op, WireType wire) {
   if (count == 0) return;
   if (size_ == 1) return;  // the sum and the average of one rank are its own values
-  ring_all_reduce(data, count, op, wire);
-}
-
-void MpiCommunicator::ring_all_reduce(float* data, size_t count, ReduceOp op, WireType wire) {
-  reserve(count, wire);
-  const int p = size_;
-  const int right = (rank_ + 1) % p, left = (rank_ + p - 1) % p;
-  const size_t wb = wire_bytes(wire);
-  const bool fp32 = wire == WireType::kFloat32;
-  auto chunk = [&](int k, size_t* begin, size_t* n) {
-    k = ((k % p) + p) % p;
-    *begin = chunk_begin(count, p, k);
-    *n = chunk_begin(count, p, k + 1) - *begin;
-  };
-  auto exchange = [&](const void* send, size_t send_n, void* recv, size_t recv_n, int step,
-                      const char* phase) {
-    if (send_n * wb > INT_MAX || recv_n * wb > INT_MAX) {
-      throw std::invalid_argument("all-reduce of " + std::to_string(count) +
-                                  " floats: a ring chunk exceeds 2 GiB; use smaller buckets");
-    }
-    ALEXNET_MPI_CHECK(
-        MPI_Sendrecv(send, static_cast<int>(send_n * wb), MPI_BYTE, right, step, recv,
-                     static_cast<int>(recv_n * wb), MPI_BYTE, left, step, comm_, MPI_STATUS_IGNORE),
-        std::string(phase) + " " + std::to_string(count) + " floats (ring step " +
-            std::to_string(step + 1) + " of " + std::to_string(p - 1) + ", rank " +
-            std::to_string(rank_) + " with neighbours " + std::to_string(left) + " and " +
-            std::to_string(right) + ")");
-  };
-
-  // Reduce-scatter: after p - 1 steps this rank holds the full sum of chunk rank + 1.
-  for (int s = 0; s < p - 1; ++s) {
-    size_t sb, sn, rb, rn;
-    chunk(rank_ - s, &sb, &sn);
-    chunk(rank_ - s - 1, &rb, &rn);
-    // In segments of kSegmentBytes: each received piece is summed while it is still in the
-    // cache, rather than a whole chunk (122 MB of AlexNet's gradient on 2 ranks) being written
-    // to memory and read back.
-    // Every rank makes the same number of exchanges per step (from the largest chunk, some of
-    // them empty), so that each send has its receive on the neighbour.
-    const size_t segment = std::max<size_t>(1, kSegmentBytes / wb);
-    const size_t largest = chunk_begin(count, p, 1) + 1;
-    const size_t exchanges = (largest + segment - 1) / segment;
-    for (size_t e = 0, done_s = 0, done_r = 0; e < exchanges; ++e) {
-      const size_t ns = std::min(segment, sn - done_s), nr = std::min(segment, rn - done_r);
-      const void* send = data + sb + done_s;
-      if (!fp32) {
-        encode(data + sb + done_s, ns, wire, send_stage_.data());
-        send = send_stage_.data();
-      }
-      exchange(send, ns, recv_stage_.data(), nr, s, "all-reducing (reduce-scatter)");
-      decode<true>(recv_stage_.data(), nr, wire, data + rb + done_r);
-      done_s += ns;
-      done_r += nr;
-    }
-  }
-  // The owned chunk: averaged, and rounded through the wire type here as on every receiver.
-  size_t ob, on;
-  chunk(rank_ + 1, &ob, &on);
-  if (op == ReduceOp::kAverage) {
-    const float inv = 1.0f / static_cast<float>(p);
-    for (size_t i = 0; i < on; ++i) data[ob + i] *= inv;
-  }
-  if (!fp32) {
-    encode(data + ob, on, wire, send_stage_.data());
-    decode<false>(send_stage_.data(), on, wire, data + ob);
-  }
-  // All-gather: pass the finished chunks around the ring.
-  for (int s = 0; s < p - 1; ++s) {
-    size_t sb, sn, rb, rn;
-    chunk(rank_ + 1 - s, &sb, &sn);
-    chunk(rank_ - s, &rb, &rn);
-    if (fp32) {
-      exchange(data + sb, sn, data + rb, rn, p + s, "all-reducing (all-gather)");
-    } else {
-      encode(data + sb, sn, wire, send_stage_.data());
-      exchange(send_stage_.data(), sn, recv_stage_.data(), rn, p + s, "all-reducing (all-gather)");
-      decode<false>(recv_stage_.data(), rn, wire, data + rb);
-    }
+  if (hierarchical_) {
+    hierarchical_->run(data, count, op, wire);
+  } else {
+    ring_->run(data, count, op == ReduceOp::kAverage ? 1.0f / static_cast<float>(size_) : 1.0f,
+               wire);
   }
 }
 

@@ -10,26 +10,14 @@
 
 #include "comm/mpi_communicator.h"
 #include "io/numeric/precision.h"
+#include "tests/comm/all_reduce_checks.h"
 
 namespace alexnet::comm {
 namespace {
 
-std::vector<float> rank_data(size_t n, int rank) {
-  std::mt19937 rng(1234 + static_cast<uint32_t>(rank));
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-// True when every rank holds the same bytes as rank 0.
-bool same_on_every_rank(Communicator& comm, const std::vector<float>& v) {
-  std::vector<float> root = v;
-  comm.broadcast(root.data(), root.size() * 4, 0);
-  // An empty vector's data() may be null, which memcmp must not see.
-  const int64_t differs = !v.empty() && std::memcmp(root.data(), v.data(), v.size() * 4) != 0;
-  return comm.all_reduce_max(differs) == 0;
-}
+using checks::rank_data;
+using checks::same_on_every_rank;
+using checks::wire_tolerance;
 
 struct Case {
   size_t count;
@@ -42,6 +30,7 @@ class RingAllReduce : public ::testing::TestWithParam<Case> {};
 TEST_P(RingAllReduce, MatchesTheExactSumAndLeavesReplicasIdentical) {
   const Case c = GetParam();
   MpiCommunicator comm;
+  comm.set_algorithm(AllReduceAlgorithm::kRing);
   const int p = comm.size();
   std::vector<float> data = rank_data(c.count, comm.rank());
   std::vector<double> exact(c.count, 0.0);
@@ -61,11 +50,7 @@ TEST_P(RingAllReduce, MatchesTheExactSumAndLeavesReplicasIdentical) {
     ASSERT_FALSE(std::isnan(data[i])) << "at " << i;
     worst = std::max(worst, e);
   }
-  // fp32: a few roundings of a sum of p terms. 16-bit: one rounding per ring hop of values
-  // of magnitude up to p (bf16 8 bits, fp16 11 bits of mantissa).
-  const double tolerance = c.wire == WireType::kFloat32   ? 1e-6
-                           : c.wire == WireType::kFloat16 ? 2e-3 * p
-                                                          : 1.6e-2 * p;
+  const double tolerance = wire_tolerance(c.wire, p);
   if (c.count > 0) {
     EXPECT_LE(worst, tolerance * std::max(1.0, largest)) << "ranks " << p;
   }
