@@ -122,6 +122,7 @@ std::string changed_settings(const std::string& saved, const std::string& now) {
                                               "run.dir",
                                               "run.threads",
                                               "comm.timeout_s",
+                                              "comm.algorithm",
                                               "comm.heartbeat_s",
                                               "comm.heartbeat_misses",
                                               "checkpoint.every_steps",

@@ -210,6 +210,12 @@ TrainJob::~TrainJob() {
 int TrainJob::run() {
   config_ = config_text(o_);
   check_same_config(comm_, config_);
+  // comm.algorithm: every rank sees the same nodes, so all refuse uneven ones alike.
+  try {
+    comm_.set_algorithm(comm::parse_all_reduce_algorithm(o_.comm_algorithm));
+  } catch (const std::invalid_argument& e) {
+    throw CollectiveError(e.what(), kExitBadInput);
+  }
   omp_set_num_threads(compute_threads(o_, comm_));
   open_data();
   make_state();
@@ -449,6 +455,7 @@ void TrainJob::say_what_runs() {
             std::to_string(train_set_->size()) + " training images, " +
             std::to_string(steps_per_epoch_) + " steps an epoch, " + std::to_string(total_steps_) +
             " steps in all; gradients in " + o_.wire + (o_.overlap ? ", overlapped" : "") +
+            (comm_.size() > 1 ? "; all-reduce: " + comm_.algorithm_description() : "") +
             (augment_on_device(o_) ? "; augmentation on the GPU" : "") + "; run folder " +
             o_.run_dir);
 }

@@ -124,6 +124,10 @@ po::options_description table(TrainOptions& o) {
      "all-reduce gradient buckets while backward runs")
     ("comm.wire", po::value(&o.wire)->default_value(o.wire),
      "gradient values on the wire: fp32 | bf16 | fp16 (sums stay fp32)")
+    ("comm.algorithm", po::value(&o.comm_algorithm)->default_value(o.comm_algorithm),
+     "gradient all-reduce over MPI: ring (one ring over every rank) | hierarchical (shared "
+     "memory inside each node, one ring per local rank between nodes; the same number of ranks "
+     "on every node) | auto (hierarchical for several nodes of several ranks, else ring)")
     ("comm.timeout_s", with_default(&o.comm_timeout_s),
      "end the job when no step or evaluation batch completes for this long (0: never)")
     ("comm.heartbeat_s", with_default(&o.comm_heartbeat_s),
@@ -241,6 +245,11 @@ void check_names(const TrainOptions& o) {
   }
   if (o.wire != "fp32" && o.wire != "bf16" && o.wire != "fp16") {
     throw OptionError("comm.wire '" + o.wire + "': expected fp32, bf16 or fp16");
+  }
+  if (o.comm_algorithm != "ring" && o.comm_algorithm != "hierarchical" &&
+      o.comm_algorithm != "auto") {
+    throw OptionError("comm.algorithm '" + o.comm_algorithm +
+                      "': expected ring, hierarchical or auto");
   }
   check_name("optim.name", [&] { parse_optimizer_kind(o.optimizer); });
   check_name("optim.momentum_rule", [&] { parse_momentum_rule(o.momentum_rule); });
@@ -399,7 +408,8 @@ std::string config_text(const TrainOptions& o) {
     << "\nplateau_patience = " << o.plateau_patience << "\n"
     << "[run]\ndir = " << o.run_dir << "\nthreads = " << o.threads << "\n"
     << "[comm]\nbucket_mb = " << o.bucket_mb << "\noverlap = " << o.overlap << "\nwire = " << o.wire
-    << "\ntimeout_s = " << o.comm_timeout_s << "\nheartbeat_s = " << o.comm_heartbeat_s
+    << "\nalgorithm = " << o.comm_algorithm << "\ntimeout_s = " << o.comm_timeout_s
+    << "\nheartbeat_s = " << o.comm_heartbeat_s
     << "\nheartbeat_misses = " << o.comm_heartbeat_misses << "\n"
     << "[checkpoint]\nevery_steps = " << o.checkpoint_every_steps
     << "\nevery_minutes = " << o.checkpoint_every_minutes << "\nkeep = " << o.checkpoint_keep

@@ -49,6 +49,7 @@ struct TrainOptions {
   double bucket_mb = 25;
   bool overlap = true;
   std::string wire = "fp32";
+  std::string comm_algorithm = "auto";  // ring | hierarchical | auto
   double comm_timeout_s = 600;
   double comm_heartbeat_s = 0.5;  // UDP heartbeats to the ring neighbours (comm/heartbeat.h)
   int comm_heartbeat_misses = 16;
