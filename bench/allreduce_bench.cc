@@ -1,7 +1,9 @@
-// All-reduce benchmark: our ring (MpiCommunicator::all_reduce, fp32 and bf16 on the wire)
-// against plain MPI_Allreduce(MPI_IN_PLACE, ..., MPI_SUM) on the same buffer, measured in the
-// same process, under the same glibc allocator settings. Run under mpirun, e.g.
+// All-reduce benchmark: ours (MpiCommunicator::all_reduce, fp32 and bf16 on the wire; the flat
+// ring, the hierarchical all-reduce or both, --algorithm) against plain MPI_Allreduce(MPI_IN_PLACE,
+// ..., MPI_SUM) on the same buffer, measured in the same process, under the same glibc allocator
+// settings. Run under mpirun, e.g.
 //   mpirun -np 2 build/bin/bench-allreduce --allocator default
+//   mpirun --host node1:2,node2:2 -np 4 ... build/bin/bench-allreduce --algorithm ring,hierarchical
 //
 // Each repeat runs every method once (the order reversed on odd repeats, so that drift and
 // position in the repeat affect all of them alike). Before each call the buffer is refilled
@@ -11,7 +13,8 @@
 // Bus bandwidth follows NCCL's busbw convention (nccl-tests doc/PERFORMANCE.md): fp32 bytes *
 // 2 * (P - 1) / P / time, the traffic each rank's link carries in a ring; it does not depend on
 // P for an ideal ring. The bf16 row uses the same fp32 bytes: it is the gradient's effective
-// bandwidth, not what crossed the wire (half of it).
+// bandwidth, not what crossed the wire (half of it). The hierarchical rows use the same formula
+// (P ranks), so that its busbw compares with the ring's as a time does.
 #include <malloc.h>
 #include <mpi.h>
 
@@ -45,10 +48,12 @@ struct Options {
   int repeats = 5;
   int warmup = 1;
   std::string allocator = "tuned";
+  std::vector<AllReduceAlgorithm> algorithms = {AllReduceAlgorithm::kRing};
 };
 
 struct Method {
   std::string name;
+  std::string algorithm;               // the table's last column
   WireType wire = WireType::kFloat32;  // the tolerance of the check
   std::function<void(float*, size_t)> run;
   std::vector<double> seconds;
@@ -100,10 +105,27 @@ double median(std::vector<double> v) {
 
 double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
+// "ring,hierarchical" -> both, in that order; throws naming the accepted values.
+std::vector<AllReduceAlgorithm> parse_algorithms(const std::string& list) {
+  std::vector<AllReduceAlgorithm> out;
+  std::stringstream in(list);
+  for (std::string name; std::getline(in, name, ',');) {
+    try {
+      out.push_back(parse_all_reduce_algorithm(name));
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument("--algorithm '" + list +
+                                  "': expected ring, hierarchical or auto, or a comma list");
+    }
+  }
+  if (out.empty()) throw std::invalid_argument("--algorithm: empty");
+  return out;
+}
+
 // The options, or an error message. Only small allocations (never mmap-sized), so it may run
 // before the allocator is set.
 std::string parse_options(int argc, char** argv, Options& o, bool& help,
                           po::options_description& options) {
+  std::string algorithms = "ring";
   options.add_options()("help", "print this help")(
       "floats", po::value(&o.floats)->default_value(o.floats),
       "floats per all-reduce (default: torchvision AlexNet's gradient, 244 MB)")(
@@ -112,12 +134,16 @@ std::string parse_options(int argc, char** argv, Options& o, bool& help,
       "untimed calls of each method first")(
       "allocator", po::value(&o.allocator)->default_value(o.allocator),
       "glibc malloc: 'tuned' keeps freed memory (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD 1 GiB), "
-      "'default' leaves glibc's settings");
+      "'default' leaves glibc's settings")(
+      "algorithm", po::value(&algorithms)->default_value(algorithms),
+      "ours as comm.algorithm: ring | hierarchical | auto, or a comma list measured side by side "
+      "(ring,hierarchical)");
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, options), vm);
     po::notify(vm);
     help = vm.count("help") > 0;
+    o.algorithms = parse_algorithms(algorithms);
     if (o.allocator != "tuned" && o.allocator != "default") {
       throw std::invalid_argument("--allocator must be 'tuned' or 'default'");
     }
@@ -154,7 +180,7 @@ int run(int argc, char** argv) {
   }
   if (help) {
     if (rank == 0) {
-      std::cout << "bench-allreduce: our ring all-reduce against MPI_Allreduce (under mpirun)\n"
+      std::cout << "bench-allreduce: our all-reduce against MPI_Allreduce (under mpirun)\n"
                 << options;
     }
     return 0;
@@ -164,21 +190,33 @@ int run(int argc, char** argv) {
     MpiCommunicator comm;
     const auto n = static_cast<size_t>(o.floats);
     std::vector<float> data(n);
-    fill(data, rank);                     // touched before any timing
-    comm.reserve(n, WireType::kFloat32);  // the larger staging of the two wire types
+    fill(data, rank);  // touched before any timing
 
     std::vector<Method> methods;
-    methods.push_back({"MPI_Allreduce (peer)", WireType::kFloat32, plain_mpi_allreduce, {}});
-    methods.push_back(
-        {"ours, fp32 wire",
-         WireType::kFloat32,
-         [&](float* d, size_t c) { comm.all_reduce(d, c, ReduceOp::kSum, WireType::kFloat32); },
-         {}});
-    methods.push_back(
-        {"ours, bf16 wire",
-         WireType::kBFloat16,
-         [&](float* d, size_t c) { comm.all_reduce(d, c, ReduceOp::kSum, WireType::kBFloat16); },
-         {}});
+    methods.push_back({"MPI_Allreduce (peer)", "mpi", WireType::kFloat32, plain_mpi_allreduce, {}});
+    std::vector<std::string> described;
+    for (AllReduceAlgorithm requested : o.algorithms) {
+      try {
+        comm.set_algorithm(requested);
+      } catch (const std::invalid_argument& e) {  // uneven nodes: every rank alike, rank 0 says it
+        if (rank == 0) std::fprintf(stderr, "bench-allreduce: error: %s\n", e.what());
+        return alexnet::io::kExitBadInput;
+      }
+      const AllReduceAlgorithm chosen = comm.algorithm();
+      comm.reserve(n, WireType::kFloat32);  // the larger staging of the two wire types
+      described.push_back(std::string(all_reduce_algorithm_name(requested)) + ": " +
+                          comm.algorithm_description());
+      for (WireType wire : {WireType::kFloat32, WireType::kBFloat16}) {
+        methods.push_back({std::string("ours, ") + wire_type_name(wire) + " wire",
+                           all_reduce_algorithm_name(chosen),
+                           wire,
+                           [&comm, chosen, wire](float* d, size_t c) {
+                             comm.set_algorithm(chosen);
+                             comm.all_reduce(d, c, ReduceOp::kSum, wire);
+                           },
+                           {}});
+      }
+    }
 
     if (rank == 0) {
       std::printf(
@@ -186,6 +224,8 @@ int run(int argc, char** argv) {
           "%d timed calls of each method\n\n",
           ranks, static_cast<long long>(o.floats), 4e-6 * static_cast<double>(n),
           o.allocator.c_str(), o.warmup, o.repeats);
+      for (const std::string& d : described) std::printf("all-reduce %s\n", d.c_str());
+      std::printf("\n");
       if (ranks == 1) std::printf("(one rank: nothing to exchange; run under mpirun -np 2)\n\n");
       std::fflush(stdout);
     }
@@ -208,17 +248,18 @@ int run(int argc, char** argv) {
       // NCCL's busbw: what each rank's link carries in a ring, per second.
       const double bus_bytes = 4.0 * static_cast<double>(n) * 2.0 * (ranks - 1) / ranks;
       const double peer_best = best(methods[0].seconds), peer_median = median(methods[0].seconds);
-      std::printf("| %-20s | %8s | %10s | %10s | %12s | %8s | %10s |\n", "all-reduce", "best ms",
-                  "median ms", "busbw GB/s", "busbw median", "vs MPI", "vs MPI med");
-      std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(22, '-').c_str(),
-                  std::string(10, '-').c_str(), std::string(12, '-').c_str(),
-                  std::string(12, '-').c_str(), std::string(14, '-').c_str(),
-                  std::string(10, '-').c_str(), std::string(12, '-').c_str());
+      std::printf("| %-20s | %8s | %10s | %10s | %12s | %8s | %10s | %-12s |\n", "all-reduce",
+                  "best ms", "median ms", "busbw GB/s", "busbw median", "vs MPI", "vs MPI med",
+                  "algorithm");
+      std::printf(
+          "|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(22, '-').c_str(), std::string(10, '-').c_str(),
+          std::string(12, '-').c_str(), std::string(12, '-').c_str(), std::string(14, '-').c_str(),
+          std::string(10, '-').c_str(), std::string(12, '-').c_str(), std::string(14, '-').c_str());
       for (const Method& m : methods) {
         const double b = best(m.seconds), med = median(m.seconds);
-        std::printf("| %-20s | %8.1f | %10.1f | %10.2f | %12.2f | %7.2fx | %9.2fx |\n",
+        std::printf("| %-20s | %8.1f | %10.1f | %10.2f | %12.2f | %7.2fx | %9.2fx | %-12s |\n",
                     m.name.c_str(), 1e3 * b, 1e3 * med, bus_bytes / b * 1e-9,
-                    bus_bytes / med * 1e-9, peer_best / b, peer_median / med);
+                    bus_bytes / med * 1e-9, peer_best / b, peer_median / med, m.algorithm.c_str());
       }
       std::printf(
           "\nbusbw = fp32 bytes * 2 * (P - 1) / P / time (NCCL's bus bandwidth; the bf16 row "

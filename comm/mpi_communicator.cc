@@ -144,9 +144,8 @@ void MpiCommunicator::set_algorithm(AllReduceAlgorithm requested) {
       requested == AllReduceAlgorithm::kHierarchical ||
       (requested == AllReduceAlgorithm::kAuto && even && nodes_ > 1 && local_size_ > 1);
   algorithm_ = hierarchical ? AllReduceAlgorithm::kHierarchical : AllReduceAlgorithm::kRing;
-  if (!hierarchical) {
-    hierarchical_.reset();
-  } else if (!hierarchical_) {
+  // Kept once made, with its window, should the ring be chosen again (a benchmark switches).
+  if (hierarchical && !hierarchical_) {
     hierarchical_ = std::make_unique<HierarchicalAllReduce>(node_, across_, size_);
   }
 }
@@ -167,7 +166,7 @@ std::string MpiCommunicator::algorithm_description() const {
 
 void MpiCommunicator::reserve(size_t count, WireType wire) {
   if (size_ == 1) return;  // all_reduce has nothing to do
-  if (hierarchical_) {
+  if (algorithm_ == AllReduceAlgorithm::kHierarchical) {
     hierarchical_->reserve(count, wire);
   } else {
     ring_->reserve(count, wire);
@@ -177,7 +176,7 @@ void MpiCommunicator::reserve(size_t count, WireType wire) {
 void MpiCommunicator::all_reduce(float* data, size_t count, ReduceOp op, WireType wire) {
   if (count == 0) return;
   if (size_ == 1) return;  // the sum and the average of one rank are its own values
-  if (hierarchical_) {
+  if (algorithm_ == AllReduceAlgorithm::kHierarchical) {
     hierarchical_->run(data, count, op, wire);
   } else {
     ring_->run(data, count, op == ReduceOp::kAverage ? 1.0f / static_cast<float>(size_) : 1.0f,

@@ -104,7 +104,7 @@ class MpiCommunicator final : public Communicator {
   int nodes_ = 1, smallest_node_ = 1, largest_node_ = 1;  // ranks on the nodes
   AllReduceAlgorithm algorithm_ = AllReduceAlgorithm::kRing;
   std::unique_ptr<RingAllReduce> ring_;                  // over every rank
-  std::unique_ptr<HierarchicalAllReduce> hierarchical_;  // while chosen
+  std::unique_ptr<HierarchicalAllReduce> hierarchical_;  // once chosen
 };
 
 }  // namespace alexnet::comm
