@@ -9,14 +9,30 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "comm/mpi_communicator.h"
 #include "tests/comm/all_reduce_checks.h"
+
+// Counts every operator new of this binary (test_comm_mpi), to see that an all-reduce after
+// reserve() allocates nothing.
+namespace {
+std::atomic<int64_t> g_allocations{0};
+}  // namespace
+[[gnu::noinline]] void* operator new(size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+// Not inlined: GCC would then see a new-expression's pointer reach free() and warn.
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace alexnet::comm {
 namespace {
@@ -143,6 +159,28 @@ INSTANTIATE_TEST_SUITE_P(Nodes, HierarchicalAgainstRing, ::testing::Values(0, 1,
                          [](const ::testing::TestParamInfo<int>& param) {
                            return nodes_name(param.param);
                          });
+
+// Staging and window come from reserve(): the calls after it allocate nothing, in any wire type,
+// on either algorithm, switching between them too.
+TEST(AllReduceStaging, NothingAllocatedOnceReserved) {
+  MpiCommunicator comm(MPI_COMM_WORLD, PretendNodes{2});
+  const size_t n = 300007;
+  std::vector<float> data = rank_data(n, comm.rank());
+  for (auto algorithm : {AllReduceAlgorithm::kRing, AllReduceAlgorithm::kHierarchical}) {
+    comm.set_algorithm(algorithm);
+    comm.reserve(n, WireType::kFloat32);  // the larger staging of the wire types
+  }
+  const int64_t before = g_allocations.load();
+  for (auto algorithm : {AllReduceAlgorithm::kRing, AllReduceAlgorithm::kHierarchical}) {
+    comm.set_algorithm(algorithm);
+    for (WireType wire : {WireType::kFloat32, WireType::kBFloat16, WireType::kFloat16}) {
+      comm.all_reduce(data.data(), n, ReduceOp::kAverage, wire);
+      comm.all_reduce(data.data(), n / 3, ReduceOp::kSum, wire);
+    }
+  }
+  const int64_t allocated = g_allocations.load() - before;
+  EXPECT_EQ(allocated, 0) << "operator new calls inside the all-reduces";
+}
 
 TEST(AllReduceChoice, AutoTakesHierarchicalOnlyForSeveralNodesOfSeveralRanks) {
   const int p = MpiCommunicator().size();
