@@ -1,6 +1,7 @@
 // RunLog: stdout, metrics.jsonl, TensorBoard.
 #include "trainer/run_log.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -52,6 +53,23 @@ void RunLog::say(const std::string& line) {
   if (!enabled_) return;
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
+}
+
+void RunLog::peer_lost(int rank, const std::string& host, bool process_gone,
+                       double seconds_silent) {
+  if (!enabled_) return;
+  std::string quoted;  // a host name is letters, digits, dots and dashes; anything else dropped
+  for (char c : host) {
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') {
+      quoted.push_back(c);
+    }
+  }
+  std::fprintf(metrics_,
+               "{\"event\": \"peer_lost\", \"rank\": %d, \"host\": \"%s\", \"process_gone\": %s, "
+               "\"seconds_silent\": %s, \"time\": %.3f}\n",
+               rank, quoted.c_str(), process_gone ? "true" : "false",
+               number(seconds_silent).c_str(), unix_time());
+  std::fflush(metrics_);
 }
 
 void RunLog::train(const TrainRecord& r) {

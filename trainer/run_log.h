@@ -37,6 +37,10 @@ class RunLog {
   void validation(int64_t epoch, int64_t step, const EvalResult& r);
   // A line on stdout (rank 0 only), flushed.
   void say(const std::string& line);
+  // {"event": "peer_lost", ...} in metrics.jsonl: the record of a lost peer that outlives the
+  // launcher (which may end the job before the rank's stderr line reaches the user). Callable
+  // from any thread (one fprintf: stdio locks the file for it).
+  void peer_lost(int rank, const std::string& host, bool process_gone, double seconds_silent);
 
  private:
   bool enabled_;

@@ -41,18 +41,24 @@ using Clock = std::chrono::steady_clock;
 std::atomic<int> stop_signal{0};
 // The running job's heartbeat, for the signal handler (null when there is none).
 std::atomic<comm::Heartbeat*> signalled_heartbeat{nullptr};
-// mpirun's teardown after a lost host starts with SIGTERM: a beat now lets this rank name the
-// host (its kernel refuses the beat) before the SIGKILL that follows.
-extern "C" void on_stop_signal(int signal) {
-  stop_signal.store(signal);
+// Open MPI's daemon tears a job down with SIGCONT, SIGTERM 1 s later, SIGKILL 1 s after that;
+// after a lost host that starts within milliseconds (measured: 15 ms). A beat at each signal
+// lets this rank name the host (its kernel refuses the beat at once) while its output still
+// reaches mpirun, rather than at the next interval.
+void probe_peers() {
   if (comm::Heartbeat* beat = signalled_heartbeat.load()) beat->probe_now();
 }
+extern "C" void on_stop_signal(int signal) {
+  stop_signal.store(signal);
+  probe_peers();
+}
+extern "C" void on_continue_signal(int) { probe_peers(); }
 
 void install_signal_handlers() {
   struct sigaction action {};
-  action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
-  for (int s : {SIGTERM, SIGUSR1}) {
+  for (int s : {SIGTERM, SIGUSR1, SIGCONT}) {
+    action.sa_handler = s == SIGCONT ? on_continue_signal : on_stop_signal;
     if (sigaction(s, &action, nullptr) != 0) {
       throw std::runtime_error(std::string("sigaction failed: ") + std::strerror(errno));
     }
@@ -334,7 +340,7 @@ void TrainJob::start_heartbeat() {
   comm::Communicator& comm = comm_;
   heartbeat_ = comm::start_heartbeat(
       comm_, options,
-      [&comm, who, options, self = this_host()](const comm::PeerLoss& loss) {
+      [&comm, who, options, self = this_host(), log = log_.get()](const comm::PeerLoss& loss) {
         // A peer on this host leaves its daemon reachable: abort at once; on another host, let
         // the launcher end the job first (kLauncherGraceSeconds).
         const double delay = loss.host == self ? 0 : kLauncherGraceSeconds;
@@ -354,6 +360,7 @@ void TrainJob::start_heartbeat() {
                       delay > 0 ? " (the launcher first, for 15 s)" : "");
         std::fprintf(stderr, "%s\n", line);
         std::fflush(stderr);
+        log->peer_lost(loss.rank, loss.host, loss.process_gone, loss.seconds_silent);
         end_job_from_thread(comm, kExitPeerLost,
                             who + "lost host " + loss.host + "; exiting with status " +
                                 std::to_string(kExitPeerLost),

@@ -149,6 +149,25 @@ expect_lost() {
   echo "$CASE ($LAUNCHER): $host lost, job ended with status $JOB_RC after $ENDED_AFTER s"
 }
 
+# expect_host_lost HOW LOG HOST RANK: expect_lost, and for a killed host (every process on it
+# killed, its daemon too) the heartbeat's account: rank 0's record in metrics.jsonl always, and
+# the line in the job's output. mpirun sees the daemon's connection close and ends the job within
+# ~2 s, its only message "ORTE was unable to reliably start one or more daemons", naming no host;
+# the ranks see the host refuse their heartbeats within about comm.heartbeat_s and say so, but
+# the dying daemon on the survivor's host sometimes drops that line (measured: 2 runs in 30).
+expect_host_lost() {
+  local how=$1 log=$2 host=$3 rank=$4
+  if [ "$how" = cut ]; then
+    expect_lost "$log" "$host" "$rank"
+    return
+  fi
+  grep -q "\"event\": \"peer_lost\", \"rank\": $rank, \"host\": \"$host\", \"process_gone\": true" \
+    "$WORK/run/metrics.jsonl" || fail_with_log "no peer_lost record of rank $rank on $host in metrics.jsonl" "$log"
+  expect_lost "$log" "$host" "$rank" "ORTE was unable to reliably start one or more daemons"
+  grep -q "rank $rank on host $host is gone" "$log" \
+    || echo "$CASE ($LAUNCHER): mpirun dropped the heartbeat's line; metrics.jsonl has the record"
+}
+
 # newest_step RUN_DIR: the step of the newest complete checkpoint on disk.
 newest_step() {
   local newest
@@ -207,13 +226,7 @@ lose_second_host() {
     ip netns pids fault2 | xargs -r kill -9
   fi
   wait_job $((END_BOUND_S + 15))
-  # Every process of fault2 killed, its daemon too: mpirun sees the daemon's connection close and
-  # ends the job within ~2 s, where its only message may be "ORTE was unable to reliably start
-  # one or more daemons", naming no host. The ranks' heartbeat names it first: fault2's kernel
-  # refuses their datagrams (nothing listens any more), seen within about comm.heartbeat_s.
-  expect_lost "$log" fault2 1
-  [ "$how" = cut ] || grep -q "rank 1 on host fault2 is gone" "$log" \
-    || fail_with_log "no heartbeat line saying rank 1 on fault2 is gone" "$log"
+  expect_host_lost "$how" "$log" fault2 1
   cleanup  # what still runs cut off on fault2, and its link back
   resume_on fault1 "$WORK/run" "$WORK/resume.txt"
 }
@@ -305,9 +318,7 @@ lose_middle_of_three() {
     ip netns pids fault2 | xargs -r kill -9
   fi
   wait_job $((END_BOUND_S + 15))
-  expect_lost "$log" fault2 1
-  [ "$how" = cut ] || grep -q "rank 1 on host fault2 is gone" "$log" \
-    || fail_with_log "no heartbeat line saying rank 1 on fault2 is gone" "$log"
+  expect_host_lost "$how" "$log" fault2 1
   cleanup
   resume_across fault1:1,fault3:1 "$WORK/run" "$WORK/resume.txt"
 }
