@@ -75,8 +75,8 @@ TEST(TrainOptions, HelpPrintsDefaultsAsWritten) {
   EXPECT_NE(help.find("--optim.weight_decay arg (=5e-4)"), std::string::npos) << help;
   EXPECT_NE(help.find("--optim.beta2 arg (=0.999)"), std::string::npos) << help;
   EXPECT_NE(help.find("--comm.timeout_s arg (=600)"), std::string::npos) << help;
-  EXPECT_NE(help.find("--comm.heartbeat_s arg (=2)"), std::string::npos) << help;
-  EXPECT_NE(help.find("--comm.heartbeat_misses arg (=4)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--comm.heartbeat_s arg (=0.5)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--comm.heartbeat_misses arg (=16)"), std::string::npos) << help;
   EXPECT_EQ(help.find("0000000"), std::string::npos) << help;
 }
 
