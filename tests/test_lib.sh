@@ -26,10 +26,10 @@ fail_with_log() {
 fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
 
 # passed DIR MESSAGE: the test's last line, MESSAGE; its scratch folder DIR is removed (only on
-# success: a failed test keeps its files).
+# success: a failed test keeps its files; KEEP_WORK=1 keeps them on success too).
 passed() {
   echo "$2"
-  rm -rf "$1"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$1"
 }
 
 # Open MPI refuses to start as root unless told (the test machines and containers run as root).
