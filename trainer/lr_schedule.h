@@ -51,8 +51,6 @@ struct LrScheduleConfig {
   // (torch's cosine would rise again: a run never gets there). plateau: the lowest lr.
   int64_t total_steps = 0;
   double min_lr = 0;
-  // poly: min_lr + (base - min_lr) * (1 - t / T)^poly_power, T = total_steps - warmup_steps.
-  double poly_power = 2;
 
   // Linear warmup; 0 steps: none. torch's LinearLR defaults to start_factor 1/3.
   int64_t warmup_steps = 0;

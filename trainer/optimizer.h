@@ -49,10 +49,8 @@ struct OptimizerConfig {
   // before the update (torch AdamW); "adamw" is always decoupled.
   double weight_decay = 0;
   bool decoupled_weight_decay = false;
-  // Adam, AdamW and LAMB.
+  // Adam and AdamW.
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  // LARS: eta, the trust coefficient of You et al. 2017 (arXiv:1708.03888).
-  double trust_coefficient = 0.001;
   // Global gradient-norm clipping, for the caller to apply with clip_grad_norm() before each
   // step (the norm is needed over all gradients, which may not all be in one update() call).
   double clip_grad_norm = 0;  // max L2 norm; 0: off
