@@ -1,4 +1,5 @@
-// Closed forms of torch 1.13's schedulers, and ReduceLROnPlateau's state machine.
+// Closed forms of torch 1.13's schedulers (PolynomialLR's too), and ReduceLROnPlateau's state
+// machine.
 #include "trainer/lr_schedule.h"
 
 #include <algorithm>
@@ -16,9 +17,10 @@ LrScheduleKind parse_lr_schedule_kind(const std::string& name) {
   if (name == "step") return LrScheduleKind::kStep;
   if (name == "multistep") return LrScheduleKind::kMultiStep;
   if (name == "cosine") return LrScheduleKind::kCosine;
+  if (name == "poly") return LrScheduleKind::kPoly;
   if (name == "plateau") return LrScheduleKind::kPlateau;
   throw std::invalid_argument("unknown lr schedule '" + name +
-                              "' (expected constant, step, multistep, cosine or plateau)");
+                              "' (expected constant, step, multistep, cosine, poly or plateau)");
 }
 
 std::vector<int64_t> parse_milestones(const std::string& text) {
@@ -82,6 +84,11 @@ void validate(const LrScheduleConfig& c) {
         }
       }
       break;
+    case LrScheduleKind::kPoly:
+      if (!(std::isfinite(c.poly_power) && c.poly_power > 0)) {
+        fail("poly_power must be > 0, got " + text(c.poly_power));
+      }
+      [[fallthrough]];
     case LrScheduleKind::kCosine:
       if (c.total_steps <= c.warmup_steps) {
         fail("total_steps (" + std::to_string(c.total_steps) + ") must exceed warmup_steps (" +
@@ -142,6 +149,12 @@ double LrSchedule::main_lr(int64_t step) const {
       if (step >= t_max) return config_.min_lr;
       double phase = std::numbers::pi * static_cast<double>(step) / static_cast<double>(t_max);
       return config_.min_lr + (base - config_.min_lr) * (1 + std::cos(phase)) / 2;
+    }
+    case LrScheduleKind::kPoly: {
+      const int64_t t_max = config_.total_steps - config_.warmup_steps;
+      if (step >= t_max) return config_.min_lr;
+      double left = 1 - static_cast<double>(step) / static_cast<double>(t_max);
+      return config_.min_lr + (base - config_.min_lr) * std::pow(left, config_.poly_power);
     }
     case LrScheduleKind::kPlateau:
       return state_.lr;

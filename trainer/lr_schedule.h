@@ -1,5 +1,6 @@
 // Learning-rate schedules as functions of the optimizer step, each equal to a torch 1.13
-// scheduler: constant, step (StepLR), multistep (MultiStepLR), cosine (CosineAnnealingLR) and the
+// scheduler: constant, step (StepLR), multistep (MultiStepLR), cosine (CosineAnnealingLR), poly
+// (PolynomialLR, with an end value; You et al.'s large-batch schedule with power 2) and the
 // AlexNet paper's "divide by 10 when the validation error stops improving" (ReduceLROnPlateau),
 // any of them after an optional linear warmup (LinearLR, then the schedule, under SequentialLR).
 //
@@ -14,7 +15,8 @@
 //   t < W:  lr = base * (s + (1 - s) * t / W)
 //   t >= W: lr = main(t - W): the main schedule starts from its beginning after warmup, so its
 //           epochs, milestones and cosine are all shifted by W steps (a milestone at epoch 30
-//           lands on step W + 30 * steps_per_epoch), and cosine's T_max is total_steps - W.
+//           lands on step W + 30 * steps_per_epoch), and cosine's T_max and poly's
+//           total_iters are total_steps - W.
 // The plateau schedule has no clock: during warmup its lr is scaled by the warmup factor, which
 // is the same thing as long as no reduction happens during warmup.
 #pragma once
@@ -25,10 +27,10 @@
 
 namespace alexnet::trainer {
 
-enum class LrScheduleKind { kConstant, kStep, kMultiStep, kCosine, kPlateau };
+enum class LrScheduleKind { kConstant, kStep, kMultiStep, kCosine, kPoly, kPlateau };
 
-// "constant" | "step" | "multistep" | "cosine" | "plateau"; throws std::invalid_argument (one
-// line, naming the accepted values) otherwise.
+// "constant" | "step" | "multistep" | "cosine" | "poly" | "plateau"; throws std::invalid_argument
+// (one line, naming the accepted values) otherwise.
 LrScheduleKind parse_lr_schedule_kind(const std::string& name);
 
 // "30,60,80" -> {30, 60, 80}; throws std::invalid_argument (one line) unless the list is
@@ -36,7 +38,7 @@ LrScheduleKind parse_lr_schedule_kind(const std::string& name);
 std::vector<int64_t> parse_milestones(const std::string& text);
 
 struct LrScheduleConfig {
-  std::string name = "constant";  // constant | step | multistep | cosine | plateau
+  std::string name = "constant";  // constant | step | multistep | cosine | poly | plateau
   double base_lr = 0.01;
   int64_t steps_per_epoch = 1;  // step and multistep count epochs
 
@@ -51,6 +53,10 @@ struct LrScheduleConfig {
   // (torch's cosine would rise again: a run never gets there). plateau: the lowest lr.
   int64_t total_steps = 0;
   double min_lr = 0;
+  // poly: min_lr + (base - min_lr) * (1 - t / T)^poly_power for t < T = total_steps -
+  // warmup_steps, min_lr from then on; with min_lr 0, torch's PolynomialLR(total_iters = T,
+  // power) (TensorFlow's polynomial_decay with end_learning_rate = min_lr).
+  double poly_power = 2;
 
   // Linear warmup; 0 steps: none. torch's LinearLR defaults to start_factor 1/3.
   int64_t warmup_steps = 0;

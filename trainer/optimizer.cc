@@ -1,5 +1,5 @@
 // SGD (PyTorch and paper momentum), Adam and AdamW over flat buffers, in torch 1.13's float32
-// operation order; gradient-norm clipping.
+// operation order; LARS and LAMB layer by layer; gradient-norm clipping.
 #include "trainer/optimizer.h"
 
 #include <algorithm>
@@ -44,6 +44,32 @@ void adam(float* __restrict__ p, const float* __restrict__ g, float* __restrict_
 }
 
 template <bool kDecay>
+void lars(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ v, size_t n,
+          const UpdateCoefficients& c) {
+  for (size_t i = 0; i < n; ++i) lars_element<kDecay>(p[i], g[i], v[i], c);
+}
+
+// LAMB's first pass: the moments, and the sum of r^2 in double (r is not stored: the second pass
+// recomputes it from the same floats, so it is the same r). Four partial sums, as sum_of_squares.
+template <bool kDecay>
+double lamb_moments(const float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                    float* __restrict__ v, size_t n, const UpdateCoefficients& c) {
+  double s[4] = {0, 0, 0, 0};
+  for (size_t i = 0; i < n; ++i) {
+    const double r = lamb_moments_element<kDecay>(p[i], g[i], m[i], v[i], c);
+    s[i % 4] += r * r;
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+template <bool kDecay>
+void lamb_apply(float* __restrict__ p, const float* __restrict__ m, const float* __restrict__ v,
+                size_t n, const UpdateCoefficients& c) {
+  for (size_t i = 0; i < n; ++i)
+    lamb_apply_element(p[i], lamb_direction<kDecay>(p[i], m[i], v[i], c), c);
+}
+
+template <bool kDecay>
 void host_update(UpdateRule rule, const UpdateCoefficients& c, float* p, const float* g,
                  float* first, float* second, size_t n) {
   switch (rule) {
@@ -59,6 +85,10 @@ void host_update(UpdateRule rule, const UpdateCoefficients& c, float* p, const f
       return sgd_paper<kDecay, true>(p, g, first, n, c);
     case UpdateRule::kAdam:
       return adam<kDecay>(p, g, first, second, n, c);
+    case UpdateRule::kLars:
+    case UpdateRule::kLambMoments:
+    case UpdateRule::kLambApply:
+      break;  // layer by layer: Optimizer::update_layer
   }
 }
 
@@ -74,7 +104,10 @@ OptimizerKind parse_optimizer_kind(const std::string& name) {
   if (name == "sgd") return OptimizerKind::kSgd;
   if (name == "adam") return OptimizerKind::kAdam;
   if (name == "adamw") return OptimizerKind::kAdamW;
-  throw std::invalid_argument("unknown optimizer '" + name + "' (expected sgd, adam or adamw)");
+  if (name == "lars") return OptimizerKind::kLars;
+  if (name == "lamb") return OptimizerKind::kLamb;
+  throw std::invalid_argument("unknown optimizer '" + name +
+                              "' (expected sgd, adam, adamw, lars or lamb)");
 }
 
 MomentumRule parse_momentum_rule(const std::string& name) {
@@ -100,6 +133,14 @@ void validate(const OptimizerConfig& config) {
                                 " applies to sgd only, not " + config.name);
   }
   if (config.nesterov && config.momentum == 0) fail("nesterov needs momentum > 0", config.momentum);
+  if (config.decoupled_weight_decay &&
+      (kind == OptimizerKind::kLars || kind == OptimizerKind::kLamb)) {
+    throw std::invalid_argument("optimizer: decoupled_weight_decay applies to sgd and adam, not " +
+                                config.name + " (its decay is part of its trust ratio)");
+  }
+  if (!(std::isfinite(config.trust_coefficient) && config.trust_coefficient > 0)) {
+    fail("trust_coefficient must be > 0", config.trust_coefficient);
+  }
   if (!finite_non_negative(config.weight_decay)) {
     fail("weight_decay must be >= 0", config.weight_decay);
   }
@@ -131,6 +172,11 @@ Optimizer::Optimizer(const OptimizerConfig& config, size_t size,
     }
     if (r.count == 0) continue;
     covered += r.count;
+    if (!r.decay && !layers_.empty() && !layers_.back().decay) {
+      layers_.back().end = covered;
+    } else {
+      layers_.push_back({r.offset, covered, r.decay});
+    }
     if (!segments_.empty() && segments_.back().decay == r.decay) {
       segments_.back().end = covered;
     } else {
@@ -143,7 +189,7 @@ Optimizer::Optimizer(const OptimizerConfig& config, size_t size,
   }
   bool has_momentum = kind_ == OptimizerKind::kSgd && config.momentum != 0;
   if (has_momentum || kind_ != OptimizerKind::kSgd) first_.assign(size, 0.0f);
-  if (kind_ != OptimizerKind::kSgd) second_.assign(size, 0.0f);
+  if (kind_ != OptimizerKind::kSgd && kind_ != OptimizerKind::kLars) second_.assign(size, 0.0f);
   if (kind_ == OptimizerKind::kSgd) {
     if (!has_momentum) {
       update_rule_ = UpdateRule::kSgdPlain;
@@ -152,6 +198,10 @@ Optimizer::Optimizer(const OptimizerConfig& config, size_t size,
     } else {
       update_rule_ = config.nesterov ? UpdateRule::kSgdPaperNesterov : UpdateRule::kSgdPaper;
     }
+  } else if (kind_ == OptimizerKind::kLars) {
+    update_rule_ = UpdateRule::kLars;
+  } else if (kind_ == OptimizerKind::kLamb) {
+    update_rule_ = UpdateRule::kLambMoments;
   } else {
     update_rule_ = UpdateRule::kAdam;
   }
@@ -170,6 +220,10 @@ Optimizer::Optimizer(const OptimizerConfig& config, size_t size,
     };
     first_device_ = state_on_device(first_);
     second_device_ = state_on_device(second_);
+    if (kind_ == OptimizerKind::kLamb) {
+      device_state_.push_back(device->allocate(size * sizeof(float)));
+      lamb_direction_device_ = static_cast<float*>(device_state_.back().get());
+    }
   }
 }
 
@@ -184,11 +238,13 @@ void Optimizer::begin_step(double lr) {
   }
   ++steps_;
   lr_ = lr;
-  if (kind_ != OptimizerKind::kSgd) {
+  if (kind_ != OptimizerKind::kSgd && kind_ != OptimizerKind::kLars) {
     // As torch: Python floats, i.e. doubles, with pow() of the step count.
     double t = static_cast<double>(steps_);
-    step_size_ = lr / (1 - std::pow(config_.beta1, t));
-    bias_correction2_sqrt_ = std::sqrt(1 - std::pow(config_.beta2, t));
+    bias_correction1_ = 1 - std::pow(config_.beta1, t);
+    bias_correction2_ = 1 - std::pow(config_.beta2, t);
+    step_size_ = lr / bias_correction1_;
+    bias_correction2_sqrt_ = std::sqrt(bias_correction2_);
   }
 }
 
@@ -205,17 +261,26 @@ void Optimizer::update(std::span<float> params, std::span<const float> grads, si
   }
   if (steps_ == 0) throw std::logic_error("optimizer: update() before begin_step()");
   const size_t end = offset + count;
+  if (kind_ == OptimizerKind::kLars || kind_ == OptimizerKind::kLamb) {
+    for (const Segment& s : layers_) {
+      size_t lo = std::max(s.begin, offset), hi = std::min(s.end, end);
+      if (lo >= hi) continue;
+      if (s.decay && (lo != s.begin || hi != s.end)) {
+        throw std::invalid_argument("optimizer: " + config_.name + " needs whole layers for its " +
+                                    "norms, but update range " + range_text(offset, count) +
+                                    " cuts the layer " + range_text(s.begin, s.end - s.begin));
+      }
+      update_layer(params.data(), grads.data(), lo, hi, s.decay);
+    }
+    return;
+  }
   for (const Segment& s : segments_) {
     size_t lo = std::max(s.begin, offset), hi = std::min(s.end, end);
     if (lo < hi) update_segment(params.data(), grads.data(), lo, hi, s.decay);
   }
 }
 
-void Optimizer::update_segment(float* params, const float* grads, size_t begin, size_t end,
-                               bool decay) {
-  const size_t n = end - begin;
-  const bool decays = decay && config_.weight_decay != 0;
-  const bool coupled = decays && !decoupled_;
+UpdateCoefficients Optimizer::coefficients() const {
   UpdateCoefficients c;
   c.wd = static_cast<float>(config_.weight_decay);
   c.mu = static_cast<float>(config_.momentum);
@@ -227,6 +292,17 @@ void Optimizer::update_segment(float* params, const float* grads, size_t begin, 
   c.bias_correction2_sqrt = static_cast<float>(bias_correction2_sqrt_);
   c.eps = static_cast<float>(config_.eps);
   c.neg_step_size = static_cast<float>(-step_size_);
+  c.bias_correction1 = static_cast<float>(bias_correction1_);
+  c.bias_correction2 = static_cast<float>(bias_correction2_);
+  return c;
+}
+
+void Optimizer::update_segment(float* params, const float* grads, size_t begin, size_t end,
+                               bool decay) {
+  const size_t n = end - begin;
+  const bool decays = decay && config_.weight_decay != 0;
+  const bool coupled = decays && !decoupled_;
+  UpdateCoefficients c = coefficients();
   // Decoupled decay first, as AdamW; the rest then sees no decay term.
   c.decoupled_factor =
       decays && decoupled_ ? static_cast<float>(1 - lr_ * config_.weight_decay) : 1;
@@ -244,6 +320,65 @@ void Optimizer::update_segment(float* params, const float* grads, size_t begin, 
           : host_update<false>(update_rule_, c, p, grads + begin, first, second, n);
 }
 
+void Optimizer::update_layer(float* params, const float* grads, size_t begin, size_t end,
+                             bool adaptive) {
+  const size_t n = end - begin;
+  const bool decays = adaptive && config_.weight_decay != 0;
+  const double wd = decays ? config_.weight_decay : 0;
+  UpdateCoefficients c = coefficients();
+  float* p = params + begin;
+  const float* g = grads + begin;
+  auto norm = [&](const float* x) {
+    return std::sqrt(device_ != nullptr ? device_->sum_of_squares(x, n) : sum_of_squares({x, n}));
+  };
+  // Ratio 1 where a norm is 0 (and where one is NaN: the step then carries the NaN on, as SGD's).
+  auto ratio_or_one = [](double numerator, double denominator, double w_norm, double x_norm) {
+    return w_norm > 0 && x_norm > 0 ? numerator / denominator : 1.0;
+  };
+  if (kind_ == OptimizerKind::kLars) {
+    double local_lr = 1;
+    if (adaptive) {
+      const double w_norm = norm(p), g_norm = norm(g);
+      local_lr =
+          ratio_or_one(config_.trust_coefficient * w_norm, g_norm + wd * w_norm, w_norm, g_norm);
+    }
+    c.layer_lr = static_cast<float>(lr_ * local_lr);
+    float* v = (device_ != nullptr ? first_device_ : first_.data()) + begin;
+    if (device_ != nullptr) {
+      device_update_->update(UpdateRule::kLars, decays, c, p, g, v, nullptr, n);
+    } else {
+      decays ? lars<true>(p, g, v, n, c) : lars<false>(p, g, v, n, c);
+    }
+    return;
+  }
+  // LAMB. ||w|| before the update; r's norm from the first pass.
+  const double w_norm = adaptive ? norm(p) : 0;
+  double r_squares = 0;
+  if (device_ != nullptr) {
+    float* r = lamb_direction_device_ + begin;
+    device_->copy(r, p, n * sizeof(float));  // the kernel reads w there and writes r over it
+    device_update_->update(UpdateRule::kLambMoments, decays, c, r, g, first_device_ + begin,
+                           second_device_ + begin, n);
+    if (adaptive) r_squares = device_->sum_of_squares(r, n);
+  } else {
+    float* m = first_.data() + begin;
+    float* v = second_.data() + begin;
+    r_squares =
+        decays ? lamb_moments<true>(p, g, m, v, n, c) : lamb_moments<false>(p, g, m, v, n, c);
+  }
+  const double r_norm = std::sqrt(r_squares);
+  const double ratio = adaptive ? ratio_or_one(w_norm, r_norm, w_norm, r_norm) : 1.0;
+  c.neg_layer_lr = static_cast<float>(-lr_ * ratio);
+  if (device_ != nullptr) {
+    device_update_->update(UpdateRule::kLambApply, false, c, p, lamb_direction_device_ + begin,
+                           nullptr, nullptr, n);
+  } else {
+    const float* m = first_.data() + begin;
+    const float* v = second_.data() + begin;
+    decays ? lamb_apply<true>(p, m, v, n, c) : lamb_apply<false>(p, m, v, n, c);
+  }
+}
+
 std::vector<StateArray> Optimizer::state() {
   // Device state: the host copies are refreshed for the caller (a checkpoint).
   if (device_ != nullptr) {
@@ -259,6 +394,11 @@ std::vector<StateArray> Optimizer::host_arrays() {
     if (!first_.empty()) {
       arrays.push_back({rule_ == MomentumRule::kPyTorch ? "momentum" : "velocity", first_});
     }
+  } else if (kind_ == OptimizerKind::kLars) {
+    arrays.push_back({"lars_velocity", first_});
+  } else if (kind_ == OptimizerKind::kLamb) {
+    arrays.push_back({"lamb_m", first_});
+    arrays.push_back({"lamb_v", second_});
   } else {
     arrays.push_back({"adam_m", first_});
     arrays.push_back({"adam_v", second_});

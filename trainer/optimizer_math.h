@@ -20,6 +20,10 @@ struct UpdateCoefficients {
   float bias_correction2_sqrt = 1, eps = 0;
   float neg_step_size = 0;     // Adam: -lr / (1 - beta1^t)
   float decoupled_factor = 1;  // p *= this first (AdamW: 1 - lr * wd); 1: none
+  // LARS and LAMB, per layer (Optimizer::update_layer): the layer's step after its trust ratio.
+  float layer_lr = 0;                                // LARS: lr * local_lr
+  float neg_layer_lr = 0;                            // LAMB: -lr * trust ratio
+  float bias_correction1 = 1, bias_correction2 = 1;  // LAMB: 1 - beta1^t, 1 - beta2^t
 };
 
 // Plain SGD: d_p = d_p.add(param, alpha=weight_decay); param.add_(d_p, alpha=-lr).
@@ -74,6 +78,50 @@ ALEXNET_HOST_DEVICE inline void adam_element(float& p, float g, float& m, float&
   p = p + c.neg_step_size * a / denom;
 }
 
+// LARS (You et al. 2017, arXiv:1708.03888, Algorithm 1), once the layer's local lr is known:
+//   v = mu*v + lr * local_lr * (g + wd*w);  w -= v
+// c.layer_lr = lr * local_lr; the buffer is in parameter units, as the paper's.
+template <bool kDecay>
+ALEXNET_HOST_DEVICE inline void lars_element(float& p, float g, float& v,
+                                             const UpdateCoefficients& c) {
+  float d = kDecay ? g + c.wd * p : g;
+  float m = v * c.mu;
+  m = m + c.layer_lr * d;
+  v = m;
+  p = p - m;
+}
+
+// LAMB's direction (You et al. 2019, arXiv:1904.00962, Algorithm 2) from its updated moments:
+//   r = m_hat / (sqrt(v_hat) + eps) + wd*w,  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
+template <bool kDecay>
+ALEXNET_HOST_DEVICE inline float lamb_direction(float p, float m, float v,
+                                                const UpdateCoefficients& c) {
+  float m_hat = m / c.bias_correction1;
+  float v_hat = v / c.bias_correction2;
+  float r = m_hat / (sqrtf(v_hat) + c.eps);
+  return kDecay ? r + c.wd * p : r;
+}
+
+// LAMB's first half: Adam's moments (of the gradient alone: the decay is in the direction), then
+// the direction. The layer's norm of r gives the trust ratio; lamb_apply_element is the second
+// half.
+template <bool kDecay>
+ALEXNET_HOST_DEVICE inline float lamb_moments_element(float p, float g, float& m, float& v,
+                                                      const UpdateCoefficients& c) {
+  float a = m * c.beta1;
+  a = a + c.one_minus_beta1 * g;
+  m = a;
+  float b = v * c.beta2;
+  b = b + c.one_minus_beta2 * g * g;
+  v = b;
+  return lamb_direction<kDecay>(p, a, b, c);
+}
+
+// LAMB's second half: w -= lr * ratio * r, with c.neg_layer_lr = -lr * ratio.
+ALEXNET_HOST_DEVICE inline void lamb_apply_element(float& p, float r, const UpdateCoefficients& c) {
+  p = p + c.neg_layer_lr * r;
+}
+
 // Which of the element functions an update uses.
 enum class UpdateRule {
   kSgdPlain,
@@ -82,6 +130,11 @@ enum class UpdateRule {
   kSgdPaper,
   kSgdPaperNesterov,
   kAdam,
+  kLars,
+  // LAMB on a device, in two launches around the norm of r: kLambMoments reads w from `params`
+  // (a copy of the weights) and writes r there; kLambApply adds -lr*ratio*r, r as `grads`.
+  kLambMoments,
+  kLambApply,
 };
 
 }  // namespace alexnet::trainer

@@ -23,6 +23,7 @@ OptimizerConfig optimizer_config(const TrainOptions& o) {
   oc.weight_decay = o.weight_decay;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;
+  oc.trust_coefficient = o.trust_coefficient;
   oc.clip_grad_norm = o.clip_grad_norm;
   return oc;
 }
@@ -42,6 +43,7 @@ LrScheduleConfig schedule_config(const TrainOptions& o, int64_t steps_per_epoch)
   if (!o.milestones.empty()) sc.milestones = parse_milestones(o.milestones);
   sc.total_steps = total_steps(o, steps_per_epoch);
   sc.min_lr = o.min_lr;
+  sc.poly_power = o.poly_power;
   sc.warmup_steps = o.warmup_steps;
   sc.plateau_factor = o.gamma;
   sc.plateau_patience = o.plateau_patience;

@@ -88,20 +88,26 @@ po::options_description table(TrainOptions& o) {
     ("augment.pad", po::value(&o.pad)->default_value(o.pad), "zero padding before cropping")
     ("augment.lighting", with_default(&o.lighting),
      "PCA lighting noise std (the paper: 0.1)")
-    ("optim.name", po::value(&o.optimizer)->default_value(o.optimizer), "sgd | adam | adamw")
+    ("optim.name", po::value(&o.optimizer)->default_value(o.optimizer),
+     "sgd | adam | adamw | lars | lamb (layer-wise trust ratio, see optim.trust_coefficient)")
     ("optim.lr", with_default(&o.lr), "base learning rate")
-    ("optim.momentum", with_default(&o.momentum), "SGD momentum")
+    ("optim.momentum", with_default(&o.momentum), "SGD and LARS momentum")
     ("optim.momentum_rule", po::value(&o.momentum_rule)->default_value(o.momentum_rule),
      "pytorch | paper (where the learning rate enters the momentum buffer)")
     ("optim.nesterov", po::value(&o.nesterov)->default_value(o.nesterov), "Nesterov momentum")
     ("optim.weight_decay", with_default(&o.weight_decay),
      "L2 weight decay (not on biases and batch norm)")
-    ("optim.beta1", with_default(&o.beta1), "Adam beta1")
-    ("optim.beta2", with_default(&o.beta2), "Adam beta2")
+    ("optim.beta1", with_default(&o.beta1), "Adam and LAMB beta1")
+    ("optim.beta2", with_default(&o.beta2), "Adam and LAMB beta2")
+    ("optim.trust_coefficient", with_default(&o.trust_coefficient),
+     "lars: eta in local_lr = eta * |w| / (|g| + wd * |w|), then v = momentum * v + lr * "
+     "local_lr * (g + wd * w), w -= v (You et al. 2017); lamb: unused (its ratio is |w| / |r|). "
+     "Per weight tensor; local_lr 1 where |w| or |g| is 0; biases and batch norm: 1, no decay")
     ("optim.clip_grad_norm", with_default(&o.clip_grad_norm),
      "clip the global gradient norm (0: off)")
     ("optim.schedule", po::value(&o.schedule)->default_value(o.schedule),
-     "constant | step | multistep | cosine | plateau (divide by 10 when val error plateaus)")
+     "constant | step | multistep | cosine | poly (min_lr + (lr - min_lr) * (1 - t / T)^power "
+     "over the steps after warmup) | plateau (divide by 10 when val error plateaus)")
     ("optim.warmup_steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps),
      "linear warmup steps")
     ("optim.step_epochs", po::value(&o.step_epochs)->default_value(o.step_epochs),
@@ -109,7 +115,8 @@ po::options_description table(TrainOptions& o) {
     ("optim.milestones", po::value(&o.milestones)->default_value(""),
      "multistep schedule: epochs, comma-separated")
     ("optim.gamma", with_default(&o.gamma), "decay factor")
-    ("optim.min_lr", with_default(&o.min_lr), "cosine floor")
+    ("optim.min_lr", with_default(&o.min_lr), "cosine floor, poly end value")
+    ("optim.poly_power", with_default(&o.poly_power), "poly schedule: power (You et al.: 2)")
     ("optim.plateau_patience", po::value(&o.plateau_patience)->default_value(o.plateau_patience),
      "plateau schedule: validations without improvement before dividing")
     ("train.dropout", po::value(&o.dropout)->default_value(o.dropout),
@@ -213,12 +220,14 @@ void check_values(const TrainOptions& o) {
   require_finite_in_range("optim.weight_decay", o.weight_decay, 0, kInf, false, true);
   require_finite_in_range("optim.beta1", o.beta1, 0, 1, false, true);
   require_finite_in_range("optim.beta2", o.beta2, 0, 1, false, true);
+  require_finite_in_range("optim.trust_coefficient", o.trust_coefficient, 0, kInf, true, true);
   require_finite_in_range("optim.clip_grad_norm", o.clip_grad_norm, 0, kInf, false, true);
   require_in_range("optim.warmup_steps", o.warmup_steps, 0, kBig);
   require_in_range("optim.step_epochs", o.step_epochs, 1, 1000000);
   require_in_range("optim.plateau_patience", o.plateau_patience, 0, kBig);
   require_finite_in_range("optim.gamma", o.gamma, 0, kInf, true, true);
   require_finite_in_range("optim.min_lr", o.min_lr, 0, kInf, false, true);
+  require_finite_in_range("optim.poly_power", o.poly_power, 0, kInf, true, true);
   require_in_range("run.threads", o.threads, 0, kMaxThreads);
   require_finite_in_range("comm.bucket_mb", o.bucket_mb, 0, 65536, true, false);
   require_finite_in_range("comm.timeout_s", o.comm_timeout_s, 0, 1e9);
@@ -402,9 +411,10 @@ std::string config_text(const TrainOptions& o) {
     << "[optim]\nname = " << o.optimizer << "\nlr = " << o.lr << "\nmomentum = " << o.momentum
     << "\nmomentum_rule = " << o.momentum_rule << "\nnesterov = " << o.nesterov
     << "\nweight_decay = " << o.weight_decay << "\nbeta1 = " << o.beta1 << "\nbeta2 = " << o.beta2
-    << "\nclip_grad_norm = " << o.clip_grad_norm << "\nschedule = " << o.schedule
-    << "\nwarmup_steps = " << o.warmup_steps << "\nstep_epochs = " << o.step_epochs
-    << "\nmilestones = " << o.milestones << "\ngamma = " << o.gamma << "\nmin_lr = " << o.min_lr
+    << "\ntrust_coefficient = " << o.trust_coefficient << "\nclip_grad_norm = " << o.clip_grad_norm
+    << "\nschedule = " << o.schedule << "\nwarmup_steps = " << o.warmup_steps
+    << "\nstep_epochs = " << o.step_epochs << "\nmilestones = " << o.milestones
+    << "\ngamma = " << o.gamma << "\nmin_lr = " << o.min_lr << "\npoly_power = " << o.poly_power
     << "\nplateau_patience = " << o.plateau_patience << "\n"
     << "[run]\ndir = " << o.run_dir << "\nthreads = " << o.threads << "\n"
     << "[comm]\nbucket_mb = " << o.bucket_mb << "\noverlap = " << o.overlap << "\nwire = " << o.wire

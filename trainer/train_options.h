@@ -36,11 +36,13 @@ struct TrainOptions {
   bool nesterov = false;
   std::string momentum_rule = "pytorch";
   double beta1 = 0.9, beta2 = 0.999;
+  double trust_coefficient = 0.001;  // lars: eta (You et al. 2017)
   double clip_grad_norm = 0;
   std::string schedule = "constant";
   int64_t warmup_steps = 0, step_epochs = 30, plateau_patience = 1;
   std::string milestones;
   double gamma = 0.1, min_lr = 0;
+  double poly_power = 2;  // poly schedule
   double label_smoothing = 0;
   bool dropout = true;  // off: deterministic steps, for equivalence checks
   std::string run_dir = "runs/default";

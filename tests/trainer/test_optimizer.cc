@@ -1,7 +1,8 @@
 // The optimizers and lr schedules against torch 1.13 (tests/trainer/torch_optimizer_reference.py
 // writes its trajectories for the same gradients), the paper's momentum rule against its
-// equations in double, and what the trainer relies on: no allocation in a step, bit-identical
-// resume, weight decay ranges, piecewise updates, clipping, and one-line config errors.
+// equations in double, LARS and LAMB against NumPy in double (numpy_lars_lamb_reference.py), and
+// what the trainer relies on: no allocation in a step, bit-identical resume, weight decay ranges,
+// piecewise updates, clipping, and one-line config errors.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <memory>
 #include <new>
 #include <ostream>
 #include <random>
@@ -405,6 +407,123 @@ TEST_F(PaperRule, DiffersFromThePyTorchRuleAfterAnLrChange) {
   EXPECT_GT(gap.error, 1e-4);
 }
 
+// ---- LARS and LAMB against their papers' formulas in NumPy (float64) ---------------------------
+
+// As numpy_lars_lamb_reference.py: a conv weight [300] and bias [17], batch norm's weight and bias
+// [12 each], fc weights [400] and [64] (the latter starting at zero), a bias [10]; the weights
+// adapt, the rest (bias, batch norm) neither adapts nor decays. Five steps.
+const std::vector<DecayRange> kLayers = {{0, 300, true},   {300, 17, false}, {317, 12, false},
+                                         {329, 12, false}, {341, 400, true}, {741, 64, true},
+                                         {805, 10, false}};
+constexpr size_t kLayersSize = 815;
+constexpr int kLayerSteps = 5;
+// Float32 against float64: each step rounds a few operations per element (6e-8 each) and the
+// trust ratio once more; measured at most 5e-7 (LAMB's m) over the five steps. A wrong ratio
+// moves elements by far more: biases and batch norm not excluded, decay left out of LARS's
+// denominator, or ratio 0 instead of 1 at a zero norm each moved some by 8e-2 to 2 when tried.
+constexpr double kLayerwiseTolerance = 2e-6;
+
+void expect_one_line_invalid_argument(const std::function<void()>& f, const std::string& part);
+
+struct LayerwiseCase {
+  std::string name;
+  OptimizerConfig config;
+};
+void PrintTo(const LayerwiseCase& c, std::ostream* os) { *os << c.name; }
+
+std::vector<LayerwiseCase> layerwise_cases() {
+  OptimizerConfig lars{
+      .name = "lars", .momentum = 0.9, .weight_decay = 5e-3, .trust_coefficient = 0.02};
+  OptimizerConfig lamb{.name = "lamb", .weight_decay = 1e-2, .eps = 1e-6};
+  OptimizerConfig lamb_no_decay = lamb;
+  lamb_no_decay.weight_decay = 0;
+  return {{"lars", lars}, {"lamb", lamb}, {"lamb_no_decay", lamb_no_decay}};
+}
+
+class LayerwiseVsNumPy : public ::testing::TestWithParam<LayerwiseCase> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(reference().error.empty()) << reference().error; }
+  // The trajectory through `update(range)` calls: whole layers in the given order per step.
+  std::vector<std::vector<float>> run(const std::vector<DecayRange>& pieces) {
+    const Reference& ref = reference();
+    const LayerwiseCase& c = GetParam();
+    opt_ = std::make_unique<Optimizer>(c.config, kLayersSize, kLayers);
+    std::vector<float> params = ref.floats("layerwise.init");
+    std::vector<std::vector<float>> trajectory;
+    const std::vector<double>& lrs = ref.at(c.name + ".lr");
+    for (int k = 0; k < kLayerSteps; ++k) {
+      const std::vector<float> grads = ref.floats("layerwise.grad." + std::to_string(k));
+      opt_->begin_step(lrs[static_cast<size_t>(k)]);
+      for (const DecayRange& r : pieces) opt_->update(params, grads, r.offset, r.count);
+      trajectory.push_back(params);
+    }
+    return trajectory;
+  }
+  std::unique_ptr<Optimizer> opt_;
+};
+
+TEST_P(LayerwiseVsNumPy, TrajectoryAndStateFollowThePaper) {
+  const LayerwiseCase& c = GetParam();
+  auto trajectory = run({{0, kLayersSize, true}});
+  for (int k = 0; k < kLayerSteps; ++k) {
+    expect_close(trajectory[static_cast<size_t>(k)],
+                 reference().at(c.name + ".param." + std::to_string(k)), kLayerwiseTolerance,
+                 c.name + " parameters after step " + std::to_string(k));
+  }
+  for (const StateArray& a : opt_->state()) {
+    expect_close(std::span<const float>(a.values), reference().at(c.name + ".state." + a.name),
+                 kLayerwiseTolerance, c.name + " state " + a.name);
+  }
+}
+
+// Bucket by bucket, last layer first, as TrainStep updates: the same bits as one update.
+TEST_P(LayerwiseVsNumPy, LayerByLayerInBackwardOrderEqualsOneUpdate) {
+  auto whole = run({{0, kLayersSize, true}});
+  auto buckets = run({{741, 74, true}, {317, 424, true}, {0, 317, true}});
+  EXPECT_TRUE(bit_equal(whole.back(), buckets.back()));
+}
+
+INSTANTIATE_TEST_SUITE_P(NumPy, LayerwiseVsNumPy, ::testing::ValuesIn(layerwise_cases()),
+                         [](const auto& param_info) { return param_info.param.name; });
+
+// The reference is what the test holds us to: check that its cases reach the corners they are
+// there for, and that the ratio is not 1 by accident (then LARS would be plain momentum SGD).
+TEST(LayerwiseVsNumPy, TheCasesReachTheZeroNormsAndTheRatioMatters) {
+  ASSERT_TRUE(reference().error.empty()) << reference().error;
+  const Reference& ref = reference();
+  auto norm_of = [](const std::vector<float>& x, size_t offset, size_t count) {
+    return grad_norm(std::span<const float>(x).subspan(offset, count));
+  };
+  EXPECT_EQ(norm_of(ref.floats("layerwise.init"), 741, 64), 0) << "w3 starts at zero";
+  EXPECT_EQ(norm_of(ref.floats("layerwise.grad.2"), 341, 400), 0) << "w2's gradient at step 2";
+  // Momentum SGD (lr * local_lr replaced by lr) on the same data lands far from LARS.
+  OptimizerConfig sgd{.name = "sgd", .momentum = 0.9, .weight_decay = 5e-3};
+  Optimizer opt(sgd, kLayersSize, kLayers);
+  std::vector<float> params = ref.floats("layerwise.init");
+  for (int k = 0; k < kLayerSteps; ++k) {
+    opt.step(params, ref.floats("layerwise.grad." + std::to_string(k)),
+             ref.at("lars.lr")[static_cast<size_t>(k)]);
+  }
+  EXPECT_GT(
+      worst_error(std::span<const float>(params), std::span<const double>(ref.at("lars.param.4")))
+          .error,
+      1e-2);
+}
+
+TEST(Layerwise, AnUpdateThatCutsALayerThrowsOneLine) {
+  for (const LayerwiseCase& c : layerwise_cases()) {
+    SCOPED_TRACE(c.name);
+    Optimizer opt(c.config, kLayersSize, kLayers);
+    std::vector<float> p = random_floats(kLayersSize, 1.0, 8),
+                       g = random_floats(kLayersSize, 0.1, 9);
+    opt.begin_step(0.1);
+    expect_one_line_invalid_argument([&] { opt.update(p, g, 0, 150); }, "cuts the layer [0, 300)");
+    // Ranges without decay may be cut: they have no norms.
+    EXPECT_NO_THROW(opt.update(p, g, 300, 20));
+    EXPECT_NO_THROW(opt.update(p, g, 320, 21));
+  }
+}
+
 // ---- What the trainer relies on -----------------------------------------------------------------
 
 std::vector<OptimizerConfig> all_configs() {
@@ -420,8 +539,13 @@ std::vector<OptimizerConfig> all_configs() {
   decoupled.decoupled_weight_decay = true;
   OptimizerConfig adam{.name = "adam", .weight_decay = 5e-4};
   OptimizerConfig adamw{.name = "adamw", .weight_decay = 0.05};
-  return {plain, sgd, nesterov, paper, paper_nesterov, decoupled, adam, adamw};
+  OptimizerConfig lars{.name = "lars", .momentum = 0.9, .weight_decay = 5e-4};
+  OptimizerConfig lamb{.name = "lamb", .weight_decay = 1e-2};
+  return {plain, sgd, nesterov, paper, paper_nesterov, decoupled, adam, adamw, lars, lamb};
 }
+
+// LARS and LAMB: norms per decay range (one layer each), so no cuts inside one.
+bool layerwise(const OptimizerConfig& c) { return c.name == "lars" || c.name == "lamb"; }
 
 std::string describe(const OptimizerConfig& c) {
   return c.name + " momentum " + std::to_string(c.momentum) + (c.nesterov ? " nesterov " : " ") +
@@ -436,13 +560,14 @@ TEST(Optimizer, StepAllocatesNothingAndKeepsItsBuffers) {
     Optimizer opt(config, kSize, kDecayRanges);
     std::vector<float> params = random_floats(kSize, 1.0, 2), grads = random_floats(kSize, 0.1, 3);
     std::vector<StateArray> before = opt.state();
+    const size_t cut = layerwise(config) ? 500 : 100;  // a layer boundary for LARS and LAMB
     int64_t allocations = g_allocations.load();
     for (int k = 0; k < kSteps; ++k) {
       clip_grad_norm(grads, 1.0);
       opt.step(params, grads, lr_of_step(k));
       opt.begin_step(lr_of_step(k));
-      opt.update(params, grads, 0, 100);
-      opt.update(params, grads, 100, kSize - 100);
+      opt.update(params, grads, 0, cut);
+      opt.update(params, grads, cut, kSize - cut);
     }
     EXPECT_EQ(g_allocations.load() - allocations, 0);
     std::vector<StateArray> after = opt.state();
@@ -466,6 +591,8 @@ TEST(Optimizer, StateNamesFollowTheConfiguration) {
   EXPECT_EQ(names(configs[3]), std::vector<std::string>{"velocity"});
   EXPECT_EQ(names(configs[6]), (std::vector<std::string>{"adam_m", "adam_v"}));
   EXPECT_EQ(names(configs[7]), (std::vector<std::string>{"adam_m", "adam_v"}));
+  EXPECT_EQ(names(configs[8]), std::vector<std::string>{"lars_velocity"});
+  EXPECT_EQ(names(configs[9]), (std::vector<std::string>{"lamb_m", "lamb_v"}));
 }
 
 TEST(Optimizer, ResumedRunContinuesBitIdentically) {
@@ -519,6 +646,9 @@ TEST(Optimizer, LoadStateRejectsUnknownNamesAndSizes) {
 
 TEST(Optimizer, WeightDecayLeavesExcludedRangesAlone) {
   for (const OptimizerConfig& config : all_configs()) {
+    // Their exclusion is also from the trust ratio, whose layers differ between the three
+    // layouts here: LayerwiseVsNumPy checks it against the papers.
+    if (layerwise(config)) continue;
     SCOPED_TRACE(describe(config));
     OptimizerConfig no_decay = config;
     no_decay.weight_decay = 0;
@@ -555,6 +685,8 @@ TEST(Optimizer, DecayRangesMustTileTheBuffer) {
 
 TEST(Optimizer, PiecewiseUpdateEqualsOneStep) {
   for (const OptimizerConfig& config : all_configs()) {
+    if (layerwise(config))
+      continue;  // whole layers only: LayerByLayerInBackwardOrderEqualsOneUpdate
     SCOPED_TRACE(describe(config));
     Optimizer whole(config, kSize, kDecayRanges), pieces(config, kSize, kDecayRanges);
     std::vector<float> pw = random_floats(kSize, 1.0, 6), pp = pw;
@@ -687,7 +819,24 @@ TEST(OptimizerConfig, BadNamesAndValuesThrowOneLine) {
                                      c.momentum_rule = "paper";
                                    }),
                                    "paper");
+  expect_one_line_invalid_argument(with([](auto& c) { c.trust_coefficient = 0; }),
+                                   "trust_coefficient");
+  expect_one_line_invalid_argument(with([](auto& c) { c.trust_coefficient = std::nan(""); }),
+                                   "trust_coefficient");
+  expect_one_line_invalid_argument(with([](auto& c) {
+                                     c.name = "lars";
+                                     c.nesterov = true;
+                                   }),
+                                   "nesterov");
+  expect_one_line_invalid_argument(with([](auto& c) {
+                                     c.name = "lamb";
+                                     c.decoupled_weight_decay = true;
+                                   }),
+                                   "decoupled_weight_decay");
+  expect_one_line_invalid_argument(with([](auto& c) { c.name = "larc"; }), "lars or lamb");
   EXPECT_EQ(parse_optimizer_kind("adamw"), OptimizerKind::kAdamW);
+  EXPECT_EQ(parse_optimizer_kind("lars"), OptimizerKind::kLars);
+  EXPECT_EQ(parse_optimizer_kind("lamb"), OptimizerKind::kLamb);
   EXPECT_EQ(parse_momentum_rule("paper"), MomentumRule::kPaper);
 }
 
@@ -729,6 +878,18 @@ TEST(LrScheduleConfig, BadNamesAndValuesThrowOneLine) {
                                      c.plateau_factor = 1;
                                    }),
                                    "plateau_factor");
+  expect_one_line_invalid_argument(with([](auto& c) {
+                                     c.name = "poly";
+                                     c.total_steps = 10;
+                                     c.poly_power = 0;
+                                   }),
+                                   "poly_power");
+  expect_one_line_invalid_argument(with([](auto& c) {
+                                     c.name = "poly";
+                                     c.total_steps = 4;
+                                     c.warmup_steps = 4;
+                                   }),
+                                   "total_steps");
   for (const char* bad :
        {"", "30,,60", "60,30", "30,30", "x", "-1", "3.5", "30,", "99999999999999999999"}) {
     expect_one_line_invalid_argument([bad] { parse_milestones(bad); }, "milestones");
@@ -797,6 +958,40 @@ TEST_F(TorchSchedule, LinearWarmupThenStepAsSequentialLR) {
                    .warmup_steps = 4,
                    .warmup_start_factor = 0.5},
                   "warmup_step");
+}
+
+TEST_F(TorchSchedule, PolynomialLR) {
+  LrScheduleConfig config{.name = "poly", .base_lr = 0.1, .total_steps = 20, .poly_power = 2};
+  expect_schedule(config, "poly");
+  EXPECT_EQ(LrSchedule(config).lr_at(27), 0);  // torch's too: held at the end
+}
+
+TEST_F(TorchSchedule, LinearWarmupThenPolynomialAsSequentialLR) {
+  expect_schedule({.name = "poly",
+                   .base_lr = 0.1,
+                   .total_steps = 20,
+                   .poly_power = 2,
+                   .warmup_steps = 4,
+                   .warmup_start_factor = 0.25},
+                  "warmup_poly");
+}
+
+// With an end value (TensorFlow's polynomial_decay; torch's PolynomialLR has none): the formula.
+TEST(LrSchedule, PolyDecaysToMinLrWithItsPower) {
+  LrSchedule schedule({.name = "poly",
+                       .base_lr = 2.0,
+                       .total_steps = 110,
+                       .min_lr = 0.02,
+                       .poly_power = 3,
+                       .warmup_steps = 10});
+  for (int64_t t : {10, 11, 35, 60, 109}) {
+    const double left = 1 - static_cast<double>(t - 10) / 100;
+    EXPECT_DOUBLE_EQ(schedule.lr_at(t), 0.02 + (2.0 - 0.02) * left * left * left) << t;
+  }
+  EXPECT_EQ(schedule.lr_at(110), 0.02);
+  EXPECT_EQ(schedule.lr_at(1000), 0.02);
+  EXPECT_DOUBLE_EQ(schedule.lr_at(5), 2.0 * (1.0 / 3 + (2.0 / 3) * 5 / 10));  // warmup
+  EXPECT_EQ(parse_lr_schedule_kind("poly"), LrScheduleKind::kPoly);
 }
 
 TEST_F(TorchSchedule, ReduceLROnPlateau) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/cli.h"
@@ -74,6 +75,9 @@ TEST(TrainOptions, HelpPrintsDefaultsAsWritten) {
   EXPECT_NE(help.find("--optim.momentum arg (=0.9)"), std::string::npos) << help;
   EXPECT_NE(help.find("--optim.weight_decay arg (=5e-4)"), std::string::npos) << help;
   EXPECT_NE(help.find("--optim.beta2 arg (=0.999)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--optim.trust_coefficient arg (=1e-3)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--optim.poly_power arg (=2)"), std::string::npos) << help;
+  EXPECT_NE(help.find("lars: eta in local_lr = eta * |w| /"), std::string::npos) << help;
   EXPECT_NE(help.find("--comm.timeout_s arg (=600)"), std::string::npos) << help;
   EXPECT_NE(help.find("--comm.heartbeat_s arg (=0.5)"), std::string::npos) << help;
   EXPECT_NE(help.find("--comm.heartbeat_misses arg (=16)"), std::string::npos) << help;
@@ -121,6 +125,32 @@ TEST(TrainOptions, NonFiniteAndOutOfRangeValuesNameTheOption) {
   EXPECT_NE(refusal({"--optim.lr", "abc"}).find("optim.lr"), std::string::npos);
   EXPECT_NE(refusal({"--seed", "-1"}).find("seed '-1'"), std::string::npos);
   EXPECT_NE(refusal({"--seed", "1e3"}).find("seed '1e3'"), std::string::npos);
+}
+
+TEST(TrainOptions, LarsLambAndThePolySchedule) {
+  TrainOptions o;
+  EXPECT_TRUE(parse({"--optim.name", "lars", "--optim.trust_coefficient", "0.02",
+                     "--optim.schedule", "poly", "--optim.poly_power", "2.5"},
+                    o));
+  EXPECT_EQ(o.trust_coefficient, 0.02);
+  EXPECT_EQ(o.poly_power, 2.5);
+  const std::string text = config_text(o);
+  EXPECT_NE(text.find("\ntrust_coefficient = 0.02\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\npoly_power = 2.5\n"), std::string::npos) << text;
+  TrainOptions lamb;
+  EXPECT_TRUE(parse({"--optim.name", "lamb"}, lamb));
+  for (const auto& [args, part] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--optim.trust_coefficient", "0"}, "optim.trust_coefficient 0"},
+           {{"--optim.trust_coefficient", "-0.001"}, "optim.trust_coefficient -1e-3"},
+           {{"--optim.trust_coefficient", "nan"}, "optim.trust_coefficient"},
+           {{"--optim.trust_coefficient", "inf"}, "optim.trust_coefficient"},
+           {{"--optim.poly_power", "0"}, "optim.poly_power 0"},
+           {{"--optim.name", "lars", "--optim.nesterov", "true"}, "nesterov"},
+           {{"--optim.name", "larc"}, "optim.name"}}) {
+    const std::string why = refusal(args);
+    EXPECT_NE(why.find(part), std::string::npos) << why;
+    EXPECT_EQ(why.find('\n'), std::string::npos) << "not one line: " << why;
+  }
 }
 
 TEST(TrainOptions, BadNamesAndCombinationsNameTheOption) {

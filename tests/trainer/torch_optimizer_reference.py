@@ -17,6 +17,7 @@ reads back to the same float; learning rates and norms as %.17g, the same double
   CASE.norm               clip_grad_norm_'s return value at each step (sgd_clip only)
   lr.SCHEDULE             lr of optimizer step t = 0, 1, ... (before step t's update)
   metrics.SCHEDULE        the metrics reported to ReduceLROnPlateau, one per epoch
+  layerwise.*, lars.*, lamb.*  LARS and LAMB in NumPy (numpy_lars_lamb_reference.py)
 The hyper-parameters below are repeated in test_optimizer.cc; keep the two in step.
 """
 
@@ -25,6 +26,8 @@ import sys
 import warnings
 
 import torch
+
+import numpy_lars_lamb_reference
 
 SIZES = (500, 31, 500)  # w1, b, w2: odd sizes, and a no-decay range between two decay ranges
 STEPS = 10
@@ -126,6 +129,15 @@ def write_schedules(out):
                                      S.StepLR(o, step_size=2 * STEPS_PER_EPOCH, gamma=0.1)],
                                  milestones=[4]), steps))
 
+    # PolynomialLR (torch 1.13's new scheduler), power 2 as in You et al., compared up to and
+    # including total_iters; then after a warmup of 4 steps, over the 16 steps left of 20.
+    doubles(out, "lr.poly",
+            schedule_lrs(lambda o: S.PolynomialLR(o, total_iters=20, power=2.0), 21))
+    doubles(out, "lr.warmup_poly", schedule_lrs(
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.25, total_iters=4),
+                                     S.PolynomialLR(o, total_iters=16, power=2.0)],
+                                 milestones=[4]), 21))
+
     # ReduceLROnPlateau: one report per epoch; lr after each report.
     # 0.89995 improves on 0.9 by less than the 1e-4 relative threshold: not better.
     metrics = [1.0, 0.9, 0.9, 0.89995, 0.9, 0.8, 0.8, 0.81, 0.8, 0.7, math.nan, 0.7, 0.7, 0.7,
@@ -161,6 +173,8 @@ def main():
             floats(out, "grad.%d" % k, g)
         write_optimizers(out, init, grads)
         write_schedules(out)
+        numpy_lars_lamb_reference.write(lambda key, values: line(out, key, values, "%.9g"),
+                                        lambda key, values: doubles(out, key, values))
 
 
 if __name__ == "__main__":

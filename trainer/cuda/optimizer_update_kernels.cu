@@ -1,5 +1,6 @@
 // The optimizer's element-wise update on the device (optimizer_update_kernels.h): the element
-// functions of trainer/optimizer_math.h, compiled without FMA contraction (CMakeLists) so that
+// functions of trainer/optimizer_math.h (LARS and LAMB per layer, their norms summed between
+// launches by the backend), compiled without FMA contraction (CMakeLists) so that
 // every operation rounds as in the host loops of trainer/optimizer.cc and the results are the same
 // bits.
 #include "trainer/cuda/optimizer_update_kernels.h"
@@ -25,8 +26,14 @@ __device__ inline void update_element(float& p, float g, float* first, float* se
     sgd_paper_element<kDecay, false>(p, g, first[i], c);
   } else if constexpr (kRule == UpdateRule::kSgdPaperNesterov) {
     sgd_paper_element<kDecay, true>(p, g, first[i], c);
-  } else {
+  } else if constexpr (kRule == UpdateRule::kAdam) {
     adam_element<kDecay>(p, g, first[i], second[i], c);
+  } else if constexpr (kRule == UpdateRule::kLars) {
+    lars_element<kDecay>(p, g, first[i], c);
+  } else if constexpr (kRule == UpdateRule::kLambMoments) {
+    p = lamb_moments_element<kDecay>(p, g, first[i], second[i], c);  // p: w in, r out
+  } else {
+    lamb_apply_element(p, g, c);  // g: r
   }
 }
 
@@ -84,6 +91,14 @@ void optimizer_update(UpdateRule rule, bool coupled_decay, const UpdateCoefficie
                                                    second, n, c);
     case UpdateRule::kAdam:
       return launch<UpdateRule::kAdam>(coupled_decay, stream, params, grads, first, second, n, c);
+    case UpdateRule::kLars:
+      return launch<UpdateRule::kLars>(coupled_decay, stream, params, grads, first, second, n, c);
+    case UpdateRule::kLambMoments:
+      return launch<UpdateRule::kLambMoments>(coupled_decay, stream, params, grads, first, second,
+                                              n, c);
+    case UpdateRule::kLambApply:
+      return launch<UpdateRule::kLambApply>(coupled_decay, stream, params, grads, first, second, n,
+                                            c);
   }
 }
 
