@@ -26,13 +26,14 @@ constexpr int64_t kBatch = 4;
 
 ModelSpec tiny_spec() { return build_model("alexnet-mini", 10, 1, 28, 28); }
 
-std::unique_ptr<TrainState> make_state(int replicas, const std::string& backend = "reference") {
+std::unique_ptr<TrainState> make_state(int replicas, const std::string& backend = "reference",
+                                       const std::string& optimizer = "sgd") {
   std::vector<std::unique_ptr<Backend>> backends;
   for (int g = 0; g < replicas; ++g) backends.push_back(make_backend(backend));
   ReplicaConfig rc;
   rc.batch = kBatch;
   rc.dropout = false;
-  rc.optimizer.name = "sgd";
+  rc.optimizer.name = optimizer;
   LrScheduleConfig sc;
   sc.base_lr = 0.05;
   sc.steps_per_epoch = 10;
@@ -219,6 +220,37 @@ TEST(OneDeviceStep, IsTrainStepOverTheBatchInDeviceMemory) {
   EXPECT_EQ(ra.top1, rb.top1);
   EXPECT_EQ(device_params(a->replicas()[0]), device_params(b->replicas()[0]));
   EXPECT_GT(step.times().forward, 0);
+}
+
+// LARS and LAMB take their norms per layer as each bucket's average arrives: with a bucket a
+// layer (overlapped on a communication thread), one bucket, or one update after all of them (the
+// clipping path), the same bits. A bucket that cut a layer would throw.
+TEST(TrainStep, LayerwiseOptimizersGiveTheSameStepWithAnyBuckets) {
+  for (const char* name : {"lars", "lamb"}) {
+    SCOPED_TRACE(name);
+    test::SameOnEveryRank two(2);
+    TrainStepConfig per_layer, one_bucket, after_all;
+    per_layer.bucket_mb = 1e-9;  // every layer its own bucket
+    one_bucket.bucket_mb = 1000;
+    one_bucket.overlap = false;
+    after_all.clip_grad_norm = 1e30;  // never clips, but updates the whole buffer at once
+    std::vector<std::vector<float>> results;
+    for (const TrainStepConfig& config : {per_layer, one_bucket, after_all}) {
+      auto state = make_state(1, "onednn", name);
+      state->initialize(13);
+      state->to_devices();
+      TrainStep step(state->model(), state->optimizer(), two, config);
+      HostBatch batch(state->model(), 6);
+      for (int k = 0; k < 2; ++k) step.run(batch.images.data(), batch.labels.data(), {}, 0.5);
+      results.push_back(device_params(state->replicas()[0]));
+    }
+    EXPECT_EQ(results[0], results[1]);
+    EXPECT_EQ(results[0], results[2]);
+    auto init = make_state(1, "onednn", name);
+    init->initialize(13);
+    init->to_devices();
+    EXPECT_NE(results[0], device_params(init->replicas()[0])) << "the steps should change them";
+  }
 }
 
 }  // namespace
