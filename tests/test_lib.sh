@@ -32,6 +32,15 @@ passed() {
   [ -n "${KEEP_WORK:-}" ] || rm -rf "$1"
 }
 
+# emulated_hosts_up HOSTS_SH N: N emulated hosts (tests/faults/hosts.sh, with the caller's
+# EMU_HOSTS_* set) up, or the test skips (77, the reason said: not root, no ip netns) or fails.
+emulated_hosts_up() {
+  local rc=0 out
+  out=$(bash "$1" up "$2" 2>&1) || rc=$?
+  [ $rc -ne 77 ] || { echo "$out"; exit 77; }  # "SKIP: why"
+  [ $rc -eq 0 ] || fail "hosts.sh up $2: $out"
+}
+
 # Open MPI refuses to start as root unless told (the test machines and containers run as root).
 allow_mpirun_as_root() { export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; }
 

@@ -29,10 +29,7 @@ source "$(dirname "$0")/../test_lib.sh"
 # shellcheck disable=SC2034  # read by fail (test_lib.sh)
 TEST_CASE=$CASE
 
-hosts_rc=0
-hosts_out=$(bash "$HOSTS_SH" up 2 2>&1) || hosts_rc=$?
-[ $hosts_rc -ne 77 ] || { echo "$hosts_out"; exit 77; }  # "SKIP: why" (not root, no ip netns)
-[ $hosts_rc -eq 0 ] || fail "hosts.sh up 2: $hosts_out"
+emulated_hosts_up "$HOSTS_SH" 2
 allow_mpirun_as_root
 fresh_dir "$WORK"
 # shellcheck disable=SC2054  # the commas are in the values

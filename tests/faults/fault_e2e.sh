@@ -33,10 +33,7 @@ END_BOUND_S=30  # a lost host ends the job within this many seconds (issue 14)
 JOB_LIMIT_S=120 # the hard bound on any one job here: KILL after it (status 137), the case fails
 
 case $LAUNCHER in wrapper | mpirun) ;; *) fail "launcher '$LAUNCHER': want wrapper or mpirun" ;; esac
-hosts_rc=0
-hosts_out=$(bash "$FAULTS_DIR/hosts.sh" up 3 2>&1) || hosts_rc=$?
-[ $hosts_rc -ne 77 ] || { echo "$hosts_out"; exit 77; }  # "SKIP: why" (not root, no ip netns)
-[ $hosts_rc -eq 0 ] || fail "hosts.sh up 3: $hosts_out"
+emulated_hosts_up "$FAULTS_DIR/hosts.sh" 3
 allow_mpirun_as_root
 fresh_dir "$WORK"
 import_fashion_mnist "$BIN" t10k "$WORK/fm" --val-fraction 0.2 > /dev/null
@@ -213,12 +210,11 @@ expect_finished() {
   grep -q "done after $steps steps" "$log" || fail_with_log "did not finish step $steps" "$log"
 }
 
-# A host lost after the first checkpoint (step 10): cut (its link down) or killhost (every process
-# on it killed); the job ends, fault1 alone resumes.
-lose_second_host() {
-  local how=$1 log=$WORK/job.txt
-  start_job "$log" fault1:1,fault2:1 --train.max_steps 200 --run.dir "$WORK/run"
-  wait_for "$log" "written (step 10)"
+# take_down_fault2 HOW LOG: fault2 (rank 1) lost now, its link cut (cut) or every process on it
+# killed (killhost); the job must end within the bound, naming it; then what still runs cut off
+# on fault2 goes, and its link comes back.
+take_down_fault2() {
+  local how=$1 log=$2
   mark_fault "$log"
   if [ "$how" = cut ]; then
     ip link set fltv2 down
@@ -227,7 +223,16 @@ lose_second_host() {
   fi
   wait_job $((END_BOUND_S + 15))
   expect_host_lost "$how" "$log" fault2 1
-  cleanup  # what still runs cut off on fault2, and its link back
+  cleanup
+}
+
+# A host lost after the first checkpoint (step 10): cut (its link down) or killhost (every process
+# on it killed); the job ends, fault1 alone resumes.
+lose_second_host() {
+  local how=$1 log=$WORK/job.txt
+  start_job "$log" fault1:1,fault2:1 --train.max_steps 200 --run.dir "$WORK/run"
+  wait_for "$log" "written (step 10)"
+  take_down_fault2 "$how" "$log"
   resume_on fault1 "$WORK/run" "$WORK/resume.txt"
 }
 
@@ -311,15 +316,7 @@ lose_middle_of_three() {
   local how=$1 log=$WORK/job.txt
   start_job "$log" fault1:1,fault2:1,fault3:1 --train.max_steps 200 --run.dir "$WORK/run"
   wait_for "$log" "written (step 10)"
-  mark_fault "$log"
-  if [ "$how" = cut ]; then
-    ip link set fltv2 down
-  else
-    ip netns pids fault2 | xargs -r kill -9
-  fi
-  wait_job $((END_BOUND_S + 15))
-  expect_host_lost "$how" "$log" fault2 1
-  cleanup
+  take_down_fault2 "$how" "$log"
   resume_across fault1:1,fault3:1 "$WORK/run" "$WORK/resume.txt"
 }
 
